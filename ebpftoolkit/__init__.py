@@ -1,0 +1,14 @@
+"""ebpftoolkit: exploratory eBPF profiling from notebooks.
+
+Probes capture (ExecSnoop), a Session groups them and holds the results as
+pandas DataFrames, ``doctor()`` says what this machine can trace.
+"""
+__version__ = "0.1.0"
+
+from .doctor import doctor  # noqa: E402  (the function; doctor.py imports no bcc)
+from .errors import EbpfToolkitError  # noqa: E402
+from .probes.execsnoop import ExecSnoop  # noqa: E402
+from .session import LostEventsWarning, Session  # noqa: E402
+
+
+__all__ = ["ExecSnoop", "Session", "doctor", "EbpfToolkitError", "LostEventsWarning", "__version__"]

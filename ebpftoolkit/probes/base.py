@@ -1,0 +1,147 @@
+"""What every probe has: BPF text, record streams, decoding into DataFrames.
+
+A probe knows how to build its BPF C and how to turn its raw records into
+tables; it knows nothing about plots.  Used on its own (``with ExecSnoop() as
+p``) a probe runs inside a private one-probe :class:`~ebpftoolkit.Session`.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ProbeStateError
+from ..runtime.clock import MonotonicClock
+from ..runtime.program import RawTracepoint, StreamSpec
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+__all__ = ["Probe", "SELF"]
+
+SELF = "self"   # descendants_of default: this process and its children
+
+
+class Probe:
+    #: name of the probe's main table in ``Session.tables``
+    name = "probe"
+
+    def __init__(self, descendants_of: int | str | None = SELF):
+        self.descendants_of = descendants_of
+        self._session: "Session | None" = None
+        self._own_session: "Session | None" = None
+
+    # -- what the runtime needs (override) ------------------------------
+    def streams(self) -> list[StreamSpec]:
+        raise NotImplementedError
+
+    def raw_tracepoints(self) -> list[RawTracepoint]:
+        return []
+
+    def btf_members(self) -> dict[str, tuple[str, str]]:
+        """``{"MACRO": ("struct", "member")}``: kernel offsets the BPF C reads."""
+        return {}
+
+    def bpf_text(self) -> str:
+        """This probe's BPF C, with its configuration as #define lines."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Plain-data configuration, stored in the session metadata."""
+        return {}
+
+    def make_tables(self, records: dict[str, np.ndarray], clock: MonotonicClock) -> dict[str, pd.DataFrame]:
+        raise NotImplementedError
+
+    def decode(self, stream: str, records: np.ndarray, clock: MonotonicClock) -> pd.DataFrame:
+        """Decode one batch of records of ``stream`` (for live output)."""
+        return self.make_tables({s.name: (records if s.name == stream else np.empty(0, s.dtype))
+                                 for s in self.streams()}, clock)[self.name]
+
+    # -- exploring ------------------------------------------------------
+    @property
+    def source(self) -> str:
+        """The complete BPF C compiled for this probe (the session's, once loaded)."""
+        if self._session is not None and self._session.program is not None:
+            return self._session.program.text
+        from ..session import build_program_text
+        return build_program_text([self], self.descendants_of is not None)
+
+    def dump_xlated(self) -> str:
+        """The kernel's translated BPF instructions (needs the probe loaded, and bpftool)."""
+        if self._session is None or self._session.program is None or not self._session.program.loaded:
+            raise ProbeStateError("dump_xlated() needs a running probe: call start() or use it in a `with` block")
+        return self._session.program.dump_xlated()
+
+    # -- standalone use -------------------------------------------------
+    def start(self) -> "Probe":
+        from ..session import Session
+        if self._own_session is not None and self._own_session.running:
+            raise ProbeStateError(f"{type(self).__name__} is already running")
+        if self._session is not None and self._own_session is None:
+            raise ProbeStateError(f"{type(self).__name__} belongs to a Session: start the session instead")
+        self._own_session = Session(self, descendants_of=self.descendants_of)
+        self._own_session.start()
+        return self
+
+    def stop(self) -> "Probe":
+        if self._own_session is None:
+            raise ProbeStateError(f"{type(self).__name__} was not started")
+        self._own_session.stop()
+        return self
+
+    def __enter__(self) -> "Probe":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        if self._own_session is not None and self._own_session.running:
+            self.stop()
+
+    def _require_session(self) -> "Session":
+        if self._session is None:
+            raise ProbeStateError(f"{type(self).__name__} has not been started: use `with {type(self).__name__}() as p:` "
+                                  "or p.start(), or add it to a Session")
+        return self._session
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """This probe's tables (live while running)."""
+        s = self._require_session()
+        return {k: v for k, v in s.tables.items() if k in self.table_names()}
+
+    def table_names(self) -> list[str]:
+        return [self.name]
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The main table, live while the probe runs."""
+        return self._require_session().tables[self.name]
+
+    def as_pandas_dataframe(self) -> pd.DataFrame:
+        return self.df
+
+    @property
+    def lost(self) -> int:
+        """Events dropped so far (kernel and user space); 0 in normal use."""
+        return self._require_session().lost.get(self.name, 0)
+
+    def __repr__(self) -> str:
+        state = "running" if self._session is not None and self._session.running else "idle"
+        return f"<{type(self).__name__} {state} {self.config()}>"
+
+    def __del__(self):  # last-resort cleanup if a started probe is dropped
+        try:
+            if self._own_session is not None and self._own_session.running:
+                self._own_session.stop()
+        except Exception:
+            pass
+
+
+def describe_pid_scope(descendants_of) -> str:
+    if descendants_of is None:
+        return "whole machine"
+    if descendants_of == SELF:
+        return f"process {os.getpid()} and its descendants"
+    return f"descendants of {descendants_of}"

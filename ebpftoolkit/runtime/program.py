@@ -1,0 +1,312 @@
+"""The only module that talks to BCC: compile, attach, read, detach.
+
+A :class:`BpfProgram` is one compiled BPF module holding the programs of every
+probe in a session (one compile per session).  Its record streams are read in
+bulk (see :mod:`.ringbuf`); loss is counted both in the kernel (a per-CPU
+counter next to every stream, bumped when a record cannot be handed over) and
+in user space (perf-buffer lost samples, malformed records).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import mmap
+import os
+import re
+import select
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import (BccMissingError, KernelHeadersError, NotRootError, ProbeAttachError,
+                      ProbeCompileError, ProbeStateError)
+from .ringbuf import RingBufferReader
+
+__all__ = ["StreamSpec", "RawTracepoint", "BpfProgram", "import_bcc", "stream_declaration"]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A record stream: a ring buffer ``name`` and its lost counter ``name_lost``."""
+
+    name: str
+    dtype: np.dtype
+    pages: int = 64
+
+
+_RINGBUF_DECL = """BPF_RINGBUF_OUTPUT({n}, {pages});
+BPF_PERCPU_ARRAY({n}_lost, u64, 1);
+static __always_inline void {n}_count_lost(void)
+{{
+    u32 z = 0;
+    u64 *lost = {n}_lost.lookup(&z);
+    if (lost)
+        (*lost)++;
+}}
+static __always_inline void {n}_emit(void *ctx, void *data, u64 size, u64 flags)
+{{
+    if ({n}.ringbuf_output(data, size, flags))
+        {n}_count_lost();
+}}
+"""
+
+_PERF_DECL = """BPF_PERF_OUTPUT({n});
+BPF_PERCPU_ARRAY({n}_lost, u64, 1);
+static __always_inline void {n}_count_lost(void)
+{{
+    u32 z = 0;
+    u64 *lost = {n}_lost.lookup(&z);
+    if (lost)
+        (*lost)++;
+}}
+static __always_inline void {n}_emit(void *ctx, void *data, u64 size, u64 flags)
+{{
+    if ({n}.perf_submit(ctx, data, size))
+        {n}_count_lost();
+}}
+"""
+
+
+def stream_declaration(spec: "StreamSpec", transport: str = "ringbuf") -> str:
+    """BPF C declaring a stream's map, its lost counter and its emit function."""
+    return (_RINGBUF_DECL if transport == "ringbuf" else _PERF_DECL).format(n=spec.name, pages=spec.pages)
+
+
+@dataclass(frozen=True)
+class RawTracepoint:
+    tracepoint: str
+    fn_name: str
+    last: bool = False   # attach after all others (e.g. the tracked-set cleanup on exit)
+
+
+def import_bcc():
+    try:
+        import bcc  # noqa: F401
+    except ImportError as exc:
+        raise BccMissingError(
+            f"the bcc Python bindings cannot be imported ({exc}). On Debian/Ubuntu: "
+            "apt-get install python3-bpfcc, and create your virtualenv from the system "
+            "python with --system-site-packages (scripts/setup.sh does both)"
+        ) from None
+    return bcc
+
+
+@contextlib.contextmanager
+def _capture_fd2():
+    """Collect what libbcc/clang write to file descriptor 2 while compiling."""
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            box: list[str] = []
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box.append(tmp.read().decode(errors="replace"))
+
+
+def _classify_compile_error(log: str, exc: Exception) -> Exception:
+    low = log.lower()
+    if "unable to find kernel headers" in low or ("fatal error" in low and "file not found" in low
+                                                   and ("linux/" in low or "asm/" in low or "uapi/" in low)):
+        return KernelHeadersError(
+            "BCC could not find kernel headers for this kernel "
+            f"({os.uname().release}). Run `ebpftoolkit doctor` for the exact fix; on Debian: "
+            "apt-get install linux-headers-amd64 and link /lib/modules/$(uname -r)/build and "
+            "/source to it (sudo scripts/setup-kernel-headers.sh).\n" + log[-2000:]
+        )
+    if "permission" in low or "operation not permitted" in low:
+        return NotRootError("the kernel refused to load the BPF program: run as root "
+                            "(or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN).\n" + log[-2000:])
+    return ProbeCompileError(f"the BPF program did not compile or load: {exc}\n{log[-4000:]}")
+
+
+class BpfProgram:
+    """One compiled BPF module with its attachments and record streams."""
+
+    def __init__(self, text: str, cflags: list[str], streams: list[StreamSpec],
+                 raw_tracepoints: list[RawTracepoint], transport: str = "ringbuf"):
+        if transport not in ("ringbuf", "perf"):
+            raise ValueError("transport must be 'ringbuf' or 'perf'")
+        self.text = text
+        self.cflags = list(cflags)
+        self.streams = {s.name: s for s in streams}
+        self.raw_tracepoints = list(raw_tracepoints)
+        self.transport = transport
+        self.bpf = None
+        self.attachments: list[dict] = []
+        self._readers: dict[str, RingBufferReader] = {}
+        self._perf_chunks: dict[str, list[bytes]] = {}
+        self._perf_lost: dict[str, int] = {}
+        self._epoll = None
+        self._raw_fds: list[int] = []
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------
+    def load(self) -> None:
+        if self.bpf is not None:
+            raise ProbeStateError("this BPF program is already loaded")
+        if os.geteuid() != 0:
+            raise NotRootError("loading BPF programs needs root: run with sudo (or grant CAP_BPF, "
+                               "CAP_PERFMON and CAP_SYS_ADMIN)")
+        bcc = import_bcc()
+        from ..doctor import ensure_tracefs
+        ensure_tracefs()
+        with _capture_fd2() as log:
+            try:
+                self.bpf = bcc.BPF(text=self.text, cflags=self.cflags)
+                err = None
+            except Exception as exc:  # BCC raises bare Exception for compile/verifier failures
+                err = exc
+        if err is not None:
+            raise _classify_compile_error(log[0] if log else "", err) from err
+        try:
+            for tp in self.bpf.tracepoint_fds:
+                self.attachments.append({"kind": "tracepoint", "target": tp, "mechanism": "tracepoint"})
+            ordered = [r for r in self.raw_tracepoints if not r.last] + [r for r in self.raw_tracepoints if r.last]
+            for r in ordered:
+                self._attach_raw(bcc, r)
+                self.attachments.append({"kind": "raw_tracepoint", "target": r.tracepoint, "function": r.fn_name,
+                                         "mechanism": "raw tracepoint"})
+            self._open_streams()
+        except BaseException:
+            self.close()
+            raise
+
+    def _attach_raw(self, bcc, r: RawTracepoint) -> None:
+        # BCC's attach_raw_tracepoint allows one program per tracepoint and module;
+        # several probes of a session may share one, so attach through libbcc directly.
+        try:
+            fn = self.bpf.load_func(r.fn_name.encode(), bcc.BPF.RAW_TRACEPOINT)
+        except Exception as exc:
+            raise ProbeCompileError(f"the verifier rejected {r.fn_name}: {exc}") from exc
+        fd = bcc.libbcc.lib.bpf_attach_raw_tracepoint(fn.fd, r.tracepoint.encode())
+        if fd < 0:
+            raise ProbeAttachError(
+                f"could not attach {r.fn_name} to raw tracepoint {r.tracepoint} "
+                f"({os.strerror(ctypes.get_errno()) or 'error'}). Run `ebpftoolkit doctor` to see what this kernel supports")
+        self._raw_fds.append(fd)
+
+    def _open_streams(self) -> None:
+        if self.transport == "ringbuf":
+            self._epoll = select.epoll()
+            for name, spec in self.streams.items():
+                fd = self.bpf[name].map_fd
+                self._readers[name] = RingBufferReader(fd, spec.pages * mmap.PAGESIZE, spec.dtype)
+                self._epoll.register(fd, select.EPOLLIN)
+            return
+        for name, spec in self.streams.items():
+            chunks = self._perf_chunks.setdefault(name, [])
+            self._perf_lost[name] = 0
+            size = spec.dtype.itemsize
+
+            def on_event(_cpu, data, _size, chunks=chunks, size=size):
+                chunks.append(ctypes.string_at(data, size))
+
+            def on_lost(count, name=name):
+                self._perf_lost[name] += count
+
+            self.bpf[name].open_perf_buffer(on_event, page_cnt=spec.pages, lost_cb=on_lost)
+
+    def close(self) -> None:
+        """Detach everything and free the maps.  Safe to call more than once."""
+        with self._lock:
+            for r in self._readers.values():
+                r.close()
+            self._readers.clear()
+            if self._epoll is not None:
+                self._epoll.close()
+                self._epoll = None
+            for fd in self._raw_fds:
+                os.close(fd)
+            self._raw_fds.clear()
+            if self.bpf is not None:
+                try:
+                    self.bpf.cleanup()
+                finally:
+                    self.bpf = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.bpf is not None
+
+    # -- reading --------------------------------------------------------
+    def wait(self, timeout_s: float) -> None:
+        """Block until a stream has data or ``timeout_s`` passes."""
+        if self.transport == "ringbuf":
+            ep = self._epoll
+            if ep is not None:
+                try:
+                    ep.poll(timeout_s)
+                except (OSError, ValueError):
+                    pass
+        elif self.bpf is not None:
+            self.bpf.perf_buffer_poll(timeout=int(timeout_s * 1000))
+
+    def drain(self, name: str) -> np.ndarray:
+        spec = self.streams[name]
+        if self.transport == "ringbuf":
+            reader = self._readers.get(name)
+            return reader.drain() if reader else np.empty(0, spec.dtype)
+        chunks = self._perf_chunks.get(name, [])
+        if not chunks:
+            return np.empty(0, spec.dtype)
+        taken = len(chunks)
+        raw = b"".join(chunks[:taken])
+        del chunks[:taken]
+        return np.frombuffer(raw, dtype=spec.dtype).copy()
+
+    def lost(self, name: str) -> int:
+        """Records of stream ``name`` lost so far: kernel-side plus user-side."""
+        total = self._perf_lost.get(name, 0)
+        reader = self._readers.get(name)
+        if reader is not None:
+            total += reader.malformed
+        if self.bpf is not None:
+            table = self.bpf.get_table(f"{name}_lost")
+            total += sum(int(v) for v in table[table.Key(0)])
+        return total
+
+    def counter(self, map_name: str) -> int:
+        """Sum of a one-slot per-CPU counter map (e.g. ``ebt_tracked_lost``)."""
+        table = self.bpf.get_table(map_name)
+        return sum(int(v) for v in table[table.Key(0)])
+
+    def table(self, name: str):
+        if self.bpf is None:
+            raise ProbeStateError("the BPF program is not loaded")
+        return self.bpf.get_table(name)
+
+    # -- exploring ------------------------------------------------------
+    def function_names(self) -> list[str]:
+        return list(self.bpf.funcs) if self.bpf is not None else []
+
+    def dump_xlated(self) -> str:
+        """The kernel's translated instructions of every loaded program (via bpftool)."""
+        if self.bpf is None:
+            raise ProbeStateError("load the probe first: the translated program exists only once loaded")
+        out = []
+        for name, fn in self.bpf.funcs.items():
+            prog_id = _prog_id(fn.fd)
+            try:
+                res = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(prog_id)],
+                                     capture_output=True, text=True, check=True)
+            except FileNotFoundError:
+                raise ProbeStateError("bpftool is not installed: apt-get install bpftool") from None
+            except subprocess.CalledProcessError as exc:
+                raise ProbeStateError(f"bpftool failed for {name}: {exc.stderr.strip()}") from None
+            out.append(f"// program {name} (id {prog_id})\n{res.stdout}")
+        return "\n".join(out)
+
+
+def _prog_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
+    if not m:
+        raise ProbeStateError("the kernel does not report program ids in fdinfo")
+    return int(m.group(1))

@@ -1,0 +1,67 @@
+"""Maintain the set of traced processes (the ``ebt_tracked`` BPF map)."""
+from __future__ import annotations
+
+import ctypes
+import os
+from collections import defaultdict
+
+__all__ = ["descendants", "seed_tracked", "register_self_preexec"]
+
+_SYS_BPF = 321  # x86_64
+_BPF_MAP_UPDATE_ELEM = 2
+
+
+def descendants(root: int) -> set[int]:
+    """``root`` and every process below it, from /proc (a snapshot)."""
+    children = defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children[ppid].append(int(entry))
+    out, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in out:
+            out.add(pid)
+            todo.extend(children.get(pid, ()))
+    return out
+
+
+def seed_tracked(table, root: int) -> int:
+    """Put ``root`` and its current descendants into the tracked map; returns how many."""
+    pids = descendants(root)
+    for pid in pids:
+        table[table.Key(pid)] = table.Leaf(1)
+    return len(pids)
+
+
+class _MapUpdateAttr(ctypes.Structure):
+    _fields_ = [("map_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
+                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+def register_self_preexec(map_fd: int):
+    """A ``preexec_fn`` with which a child adds its own pid to the tracked map before exec.
+
+    Everything is prepared in the parent; the child only stores its pid and
+    makes one bpf() system call, so it is traced from the exec on.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    key = ctypes.c_uint32(0)
+    value = ctypes.c_uint8(1)
+    attr = _MapUpdateAttr(map_fd, 0, ctypes.addressof(key), ctypes.addressof(value), 0)
+    syscall = libc.syscall
+    getpid = os.getpid
+
+    def preexec():
+        key.value = getpid()
+        if syscall(_SYS_BPF, _BPF_MAP_UPDATE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+            raise OSError(ctypes.get_errno(), "could not register the child in the tracked-process map")
+
+    return preexec
