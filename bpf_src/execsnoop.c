@@ -159,8 +159,13 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 old = args->old_pid;
     struct exec_event *e = exec_pending.lookup(&old);
     if (!e) {
+        /* No syscall entry was recorded: either the kernel started this
+         * exec, or the entry was filtered out (apply the same filters). */
         u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        u32 uid = (u32)bpf_get_current_uid_gid();
         if (!ebt_wanted(tgid))
+            return 0;
+        if (EXEC_UID >= 0 && uid != (u32)EXEC_UID)
             return 0;
         u32 zero = 0;
         struct exec_event *z = exec_zero.lookup(&zero);
@@ -173,7 +178,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
             return 0;
         e->ts = bpf_ktime_get_ns();
         e->flags = EXEC_F_NO_ENTRY;
-        e->uid = (u32)bpf_get_current_uid_gid();
+        e->uid = uid;
         e->ppid = exec_ppid();
         unsigned short loc = args->data_loc_filename & 0xFFFF;
         bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)args + loc);

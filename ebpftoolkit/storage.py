@@ -42,9 +42,10 @@ def _encode(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
 def _decode(df: pd.DataFrame, codecs: dict[str, str]) -> pd.DataFrame:
     for col, codec in codecs.items():
         if codec == "list[str]":
-            df[col] = df[col].map(lambda v: None if v is None else [bytes(x).decode(*_ENC) for x in v])
-        elif codec == "str":
-            df[col] = df[col].map(lambda v: None if v is None else bytes(v).decode(*_ENC)).astype(object)
+            vals = [None if v is None else [bytes(x).decode(*_ENC) for x in v] for v in df[col]]
+        else:
+            vals = [None if v is None else bytes(v).decode(*_ENC) for v in df[col]]
+        df[col] = pd.Series(vals, index=df.index, dtype=object)
     return df
 
 

@@ -159,7 +159,7 @@ class BpfProgram:
         ensure_tracefs()
         with _capture_fd2() as log:
             try:
-                self.bpf = bcc.BPF(text=self.text, cflags=self.cflags)
+                self.bpf = bcc.BPF(text=self.text.encode(), cflags=self.cflags)
                 err = None
             except Exception as exc:  # BCC raises bare Exception for compile/verifier failures
                 err = exc
@@ -196,7 +196,7 @@ class BpfProgram:
         if self.transport == "ringbuf":
             self._epoll = select.epoll()
             for name, spec in self.streams.items():
-                fd = self.bpf[name].map_fd
+                fd = self.bpf[name.encode()].map_fd
                 self._readers[name] = RingBufferReader(fd, spec.pages * mmap.PAGESIZE, spec.dtype)
                 self._epoll.register(fd, select.EPOLLIN)
             return
@@ -211,7 +211,7 @@ class BpfProgram:
             def on_lost(count, name=name):
                 self._perf_lost[name] += count
 
-            self.bpf[name].open_perf_buffer(on_event, page_cnt=spec.pages, lost_cb=on_lost)
+            self.bpf[name.encode()].open_perf_buffer(on_event, page_cnt=spec.pages, lost_cb=on_lost)
 
     def close(self) -> None:
         """Detach everything and free the maps.  Safe to call more than once."""
@@ -268,19 +268,19 @@ class BpfProgram:
         if reader is not None:
             total += reader.malformed
         if self.bpf is not None:
-            table = self.bpf.get_table(f"{name}_lost")
+            table = self.bpf.get_table(f"{name}_lost".encode())
             total += sum(int(v) for v in table[table.Key(0)])
         return total
 
     def counter(self, map_name: str) -> int:
         """Sum of a one-slot per-CPU counter map (e.g. ``ebt_tracked_lost``)."""
-        table = self.bpf.get_table(map_name)
+        table = self.bpf.get_table(map_name.encode())
         return sum(int(v) for v in table[table.Key(0)])
 
     def table(self, name: str):
         if self.bpf is None:
             raise ProbeStateError("the BPF program is not loaded")
-        return self.bpf.get_table(name)
+        return self.bpf.get_table(name.encode())
 
     # -- exploring ------------------------------------------------------
     def function_names(self) -> list[str]:

@@ -1,0 +1,90 @@
+"""Shared fixtures, and the rule that BPF tests never skip in CI.
+
+CI runs as root on a BPF-capable kernel, so a skipped probe test there means a
+broken setup, not an unsupported machine: with CI set, any skip fails the run,
+except tests marked ``hardware_pmu`` (allowed only when doctor reports the
+hardware PMU absent).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ebpftoolkit import ExecSnoop, Session
+
+_skips: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skips.append((report.nodeid, str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""))
+
+
+def _allowed_skip(nodeid: str, items_by_id) -> bool:
+    item = items_by_id.get(nodeid)
+    if item is None or item.get_closest_marker("hardware_pmu") is None:
+        return False
+    from ebpftoolkit.doctor import hardware_pmu_available
+    return not hardware_pmu_available()[0]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    config._ebt_items = {i.nodeid: i for i in items}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not os.environ.get("CI"):
+        return
+    items = getattr(session.config, "_ebt_items", {})
+    bad = [(n, why) for n, why in _skips if not _allowed_skip(n, items)]
+    if bad:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = ["", f"CI: {len(bad)} test(s) skipped; BPF tests must run in CI (root, BPF-capable kernel):"]
+        lines += [f"  SKIPPED {n}: {why}" for n, why in bad]
+        if tr:
+            for line in lines:
+                tr.write_line(line, red=True)
+        session.exitstatus = 1
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
+
+
+def bpf(fn):
+    """Mark a test as loading BPF for real."""
+    return pytest.mark.bpf(needs_root(fn))
+
+
+@pytest.fixture
+def record():
+    """record(argv, **probe_kw) -> (Session, CompletedProcess): trace one command from its first instruction."""
+
+    def _record(argv, session_kw=None, **probe_kw):
+        s = Session(ExecSnoop(**probe_kw), descendants_of="command", **(session_kw or {}))
+        with s:
+            res = s.run(argv, capture_output=True)
+        return s, res
+
+    return _record
+
+
+@pytest.fixture
+def tmp_exe(tmp_path):
+    def _make(name: str, body: str, mode: int = 0o755) -> Path:
+        p = tmp_path / name
+        p.write_text(body)
+        p.chmod(mode)
+        return p
+    return _make
+
+
+def our_bpf_programs() -> list[str]:
+    """Names of loaded BPF programs that belong to ebpftoolkit (bpftool's view of the kernel)."""
+    out = subprocess.run([shutil.which("bpftool") or "bpftool", "prog", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    ours = ("exec_on_", "ebt_track_", "tracepoint__sy", "tracepoint__sc")
+    return [line for line in out.splitlines() if any(f" name {o}" in line for o in ours)]
