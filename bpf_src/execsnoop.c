@@ -127,7 +127,7 @@ static __always_inline int exec_exit(void *ctx, long ret)
     e->ts_done = bpf_ktime_get_ns();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     if (!EXEC_FAILED_ONLY || ret != 0)
-        exec_events_emit(ctx, e, sizeof(*e), 0);
+        exec_events_emit(ctx, e, sizeof(*e));
     exec_pending.delete(&tid);
     return 0;
 }
@@ -190,7 +190,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     e->ts_done = bpf_ktime_get_ns();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     if (!EXEC_FAILED_ONLY)
-        exec_events_emit(args, e, sizeof(*e), 0);
+        exec_events_emit(args, e, sizeof(*e));
     exec_pending.delete(&old);
     return 0;
 }
@@ -214,7 +214,7 @@ int exec_on_fork(struct bpf_raw_tracepoint_args *ctx)
     ev.uid = (u32)bpf_get_current_uid_gid();
     EBT_READ(ev.start_ns, child, TASK_START_TIME);
     bpf_get_current_comm(ev.comm, sizeof(ev.comm));
-    exec_tasks_emit(ctx, &ev, sizeof(ev), 0);
+    exec_tasks_emit(ctx, &ev, sizeof(ev));
     return 0;
 }
 
@@ -242,6 +242,6 @@ int exec_on_exit(struct bpf_raw_tracepoint_args *ctx)
     if (leader)
         EBT_READ(ev.start_ns, leader, TASK_START_TIME);
     bpf_get_current_comm(ev.comm, sizeof(ev.comm));
-    exec_tasks_emit(ctx, &ev, sizeof(ev), 0);
+    exec_tasks_emit(ctx, &ev, sizeof(ev));
     return 0;
 }

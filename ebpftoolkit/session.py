@@ -177,6 +177,9 @@ class Session:
         if self.descendants_of is not None:
             preexec = register_self_preexec(self.program.table("ebt_tracked").map_fd)
         timeout = popen_kwargs.pop("timeout", None)
+        stdin_data = popen_kwargs.pop("input", None)
+        if stdin_data is not None:
+            popen_kwargs["stdin"] = subprocess.PIPE
         check = popen_kwargs.pop("check", False)
         cap = popen_kwargs.pop("capture_output", False)
         if cap:
@@ -193,7 +196,7 @@ class Session:
             except subprocess.SubprocessError as exc:
                 raise TargetError(f"could not start {argv[0]!r} traced: {exc}") from None
             try:
-                out, err = proc.communicate(timeout=timeout)
+                out, err = proc.communicate(stdin_data, timeout=timeout)
             except BaseException:
                 proc.kill()
                 proc.wait()
@@ -245,12 +248,16 @@ class Session:
         tables = {}
         for p in self.probes:
             recs = {s.name: self._collector.records(s.name) for s in p.streams()}
+            if self.program is not None and self.program.loaded:
+                recs.update(p.snapshot(self.program))
             tables.update(p.make_tables(recs, self._clock))
         return tables
 
     def _lost_now(self) -> dict[str, int]:
-        lost = {p.name: sum(self._collector.lost(s.name) for s in p.streams()) for p in self.probes}
-        if self.descendants_of is not None and self.program is not None and self.program.loaded:
+        loaded = self.program is not None and self.program.loaded
+        lost = {p.name: sum(self._collector.lost(s.name) for s in p.streams())
+                + (sum(self.program.counter(c) for c in p.lost_counters()) if loaded else 0) for p in self.probes}
+        if self.descendants_of is not None and loaded:
             lost["tracking"] = self.program.counter("ebt_tracked_lost")
         return lost
 

@@ -48,6 +48,14 @@ class Probe:
         """This probe's BPF C, with its configuration as #define lines."""
         raise NotImplementedError
 
+    def snapshot(self, program) -> dict[str, np.ndarray]:
+        """Records kept in maps rather than streams (in-kernel aggregates), read now."""
+        return {}
+
+    def lost_counters(self) -> list[str]:
+        """Per-CPU counter maps (besides the streams') that count what this probe dropped."""
+        return []
+
     def config(self) -> dict:
         """Plain-data configuration, stored in the session metadata."""
         return {}

@@ -67,12 +67,20 @@ class Collector:
             self._last_collect = now
 
     def stop(self) -> None:
-        """Stop the thread and take everything still in the buffers."""
+        """Detach the programs, stop the thread, and take everything still in the buffers.
+
+        Detaching first means nothing is produced after the last drain, so
+        captured + lost is exactly what the programs saw.
+        """
+        if self.program.loaded:
+            self.program.detach()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         if self.program.loaded:
+            if self.program.transport == "perf":
+                self.program.wait(0)
             self.collect()
 
     def records(self, name: str) -> np.ndarray:

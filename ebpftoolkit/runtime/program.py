@@ -25,16 +25,26 @@ from ..errors import (BccMissingError, KernelHeadersError, NotRootError, ProbeAt
                       ProbeCompileError, ProbeStateError)
 from .ringbuf import RingBufferReader
 
-__all__ = ["StreamSpec", "RawTracepoint", "BpfProgram", "import_bcc", "stream_declaration"]
+__all__ = ["StreamSpec", "RawTracepoint", "BpfProgram", "import_bcc", "stream_declaration", "BATCH_WAKEUP"]
 
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """A record stream: a ring buffer ``name`` and its lost counter ``name_lost``."""
+    """A record stream: a ring buffer ``name`` and its lost counter ``name_lost``.
+
+    ``wakeup``: ``"each"`` lets the kernel wake the reader when the ring was
+    empty (fine for rare events); ``"batch"`` never wakes it except every
+    ``BATCH_WAKEUP`` records per CPU, and the collector polls on its interval:
+    at millions of events per second the wake-ups are what costs.
+    """
 
     name: str
     dtype: np.dtype
     pages: int = 64
+    wakeup: str = "each"
+
+
+BATCH_WAKEUP = 8192  # power of two
 
 
 _RINGBUF_DECL = """BPF_RINGBUF_OUTPUT({n}, {pages});
@@ -46,11 +56,27 @@ static __always_inline void {n}_count_lost(void)
     if (lost)
         (*lost)++;
 }}
-static __always_inline void {n}_emit(void *ctx, void *data, u64 size, u64 flags)
+static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
 {{
-    if ({n}.ringbuf_output(data, size, flags))
+    if ({n}.ringbuf_output(data, size, {n}_wakeup_flags()))
         {n}_count_lost();
 }}
+"""
+
+_BATCH_WAKEUP_DECL = """BPF_PERCPU_ARRAY({n}_seq, u64, 1);
+/* No wake-up per record: only every {every} records per CPU (BPF_RB_FORCE_WAKEUP);
+ * the collector polls on its interval. */
+static __always_inline u64 {n}_wakeup_flags(void)
+{{
+    u32 z = 0;
+    u64 *seq = {n}_seq.lookup(&z);
+    if (seq && ((++*seq) & ({every} - 1)) == 0)
+        return 2;  /* BPF_RB_FORCE_WAKEUP */
+    return 1;      /* BPF_RB_NO_WAKEUP */
+}}
+"""
+
+_EACH_WAKEUP_DECL = """static __always_inline u64 {n}_wakeup_flags(void) {{ return 0; }}
 """
 
 _PERF_DECL = """BPF_PERF_OUTPUT({n});
@@ -62,7 +88,7 @@ static __always_inline void {n}_count_lost(void)
     if (lost)
         (*lost)++;
 }}
-static __always_inline void {n}_emit(void *ctx, void *data, u64 size, u64 flags)
+static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
 {{
     if ({n}.perf_submit(ctx, data, size))
         {n}_count_lost();
@@ -72,7 +98,19 @@ static __always_inline void {n}_emit(void *ctx, void *data, u64 size, u64 flags)
 
 def stream_declaration(spec: "StreamSpec", transport: str = "ringbuf") -> str:
     """BPF C declaring a stream's map, its lost counter and its emit function."""
-    return (_RINGBUF_DECL if transport == "ringbuf" else _PERF_DECL).format(n=spec.name, pages=spec.pages)
+    text = _BATCH_WAKEUP_DECL if spec.wakeup == "batch" and transport == "ringbuf" else _EACH_WAKEUP_DECL
+    text += _RINGBUF_DECL if transport == "ringbuf" else _PERF_DECL
+    return text.format(n=spec.name, pages=spec.pages, every=batch_wakeup(spec))
+
+
+def batch_wakeup(spec: "StreamSpec") -> int:
+    """Records per CPU between forced wake-ups: BATCH_WAKEUP, or less so that a
+    small ring is drained at a quarter full."""
+    capacity = spec.pages * mmap.PAGESIZE // ((8 + spec.dtype.itemsize + 7) & ~7)
+    every = BATCH_WAKEUP
+    while every > 1 and every > capacity // 4:
+        every //= 2
+    return every
 
 
 @dataclass(frozen=True)
@@ -145,7 +183,8 @@ class BpfProgram:
         self._perf_lost: dict[str, int] = {}
         self._epoll = None
         self._raw_fds: list[int] = []
-        self._lock = threading.Lock()
+        self.detached = False
+        self._lock = threading.RLock()
 
     # -- lifecycle ------------------------------------------------------
     def load(self) -> None:
@@ -212,6 +251,17 @@ class BpfProgram:
                 self._perf_lost[name] += count
 
             self.bpf[name.encode()].open_perf_buffer(on_event, page_cnt=spec.pages, lost_cb=on_lost)
+
+    def detach(self) -> None:
+        """Stop every program from running; the maps stay readable for a last drain."""
+        with self._lock:
+            for fd in self._raw_fds:
+                os.close(fd)
+            self._raw_fds.clear()
+            if self.bpf is not None:
+                for tp in list(self.bpf.tracepoint_fds):
+                    self.bpf.detach_tracepoint(tp)
+            self.detached = True
 
     def close(self) -> None:
         """Detach everything and free the maps.  Safe to call more than once."""
