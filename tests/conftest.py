@@ -36,13 +36,29 @@ def pytest_collection_modifyitems(session, config, items):
     config._ebt_items = {i.nodeid: i for i in items}
 
 
+def leftover_attachments() -> list[str]:
+    """Our BPF programs still loaded, and BCC-made uprobe/kprobe events still in tracefs."""
+    left = our_bpf_programs()
+    for name in ("uprobe_events", "kprobe_events"):
+        f = Path("/sys/kernel/tracing") / name
+        if f.exists():
+            left += [l for l in f.read_text().splitlines() if "bcc_" in l]
+    return left
+
+
 def pytest_sessionfinish(session, exitstatus):
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.geteuid() == 0:
+        left = leftover_attachments()
+        if left:
+            if tr:
+                tr.write_line(f"attachments left behind after the tests: {left}", red=True)
+            session.exitstatus = 1
     if not os.environ.get("CI"):
         return
     items = getattr(session.config, "_ebt_items", {})
     bad = [(n, why) for n, why in _skips if not _allowed_skip(n, items)]
     if bad:
-        tr = session.config.pluginmanager.get_plugin("terminalreporter")
         lines = ["", f"CI: {len(bad)} test(s) skipped; BPF tests must run in CI (root, BPF-capable kernel):"]
         lines += [f"  SKIPPED {n}: {why}" for n, why in bad]
         if tr:

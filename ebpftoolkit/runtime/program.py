@@ -15,6 +15,7 @@ import os
 import re
 import select
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -133,25 +134,34 @@ def import_bcc():
 
 
 @contextlib.contextmanager
-def _capture_fd2():
-    """Collect what libbcc/clang write to file descriptor 2 while compiling."""
+def _capture_output():
+    """Collect what libbcc/clang write to file descriptors 1 and 2 while compiling."""
     with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        saved = [os.dup(1), os.dup(2)]
         try:
+            os.dup2(tmp.fileno(), 1)
             os.dup2(tmp.fileno(), 2)
             box: list[str] = []
             yield box
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
             tmp.seek(0)
             box.append(tmp.read().decode(errors="replace"))
 
 
 def _classify_compile_error(log: str, exc: Exception) -> Exception:
     low = log.lower()
-    if "unable to find kernel headers" in low or ("fatal error" in low and "file not found" in low
-                                                   and ("linux/" in low or "asm/" in low or "uapi/" in low)):
+    missing_header = "fatal error" in low and "file not found" in low and any(
+        d in low for d in ("linux/", "asm/", "uapi/"))
+    if "unable to find kernel headers" in low or "chdir(/lib/modules" in low or missing_header:
         return KernelHeadersError(
             "BCC could not find kernel headers for this kernel "
             f"({os.uname().release}). Run `ebpftoolkit doctor` for the exact fix; on Debian: "
@@ -196,7 +206,7 @@ class BpfProgram:
         bcc = import_bcc()
         from ..doctor import ensure_tracefs
         ensure_tracefs()
-        with _capture_fd2() as log:
+        with _capture_output() as log:
             try:
                 self.bpf = bcc.BPF(text=self.text.encode(), cflags=self.cflags)
                 err = None
