@@ -19,13 +19,25 @@
 /* The traced process tree: tgids whose events are wanted.  Filled by user
  * space (the root pid and its existing descendants) and kept up to date by
  * ebt_track_fork / ebt_track_exit below. */
+/* Recording switch: 1 while the session records.  Programs are attached
+ * before the session starts and detached one by one at the end; the switch
+ * makes both edges clean (no half-recorded frame at stop). */
+BPF_ARRAY(ebt_state, u32, 1);
+
+static __always_inline int ebt_recording(void)
+{
+    u32 z = 0;
+    u32 *on = ebt_state.lookup(&z);
+    return on && *on;
+}
+
 #if EBT_FILTER_TREE
 BPF_HASH(ebt_tracked, u32, u8, EBT_TRACK_MAX);
 BPF_PERCPU_ARRAY(ebt_tracked_lost, u64, 1);
 
 static __always_inline int ebt_wanted(u32 tgid)
 {
-    return ebt_tracked.lookup(&tgid) != NULL;
+    return ebt_recording() && ebt_tracked.lookup(&tgid) != NULL;
 }
 
 int ebt_track_fork(struct bpf_raw_tracepoint_args *ctx)
@@ -58,5 +70,5 @@ int ebt_track_exit(struct bpf_raw_tracepoint_args *ctx)
     return 0;
 }
 #else
-static __always_inline int ebt_wanted(u32 tgid) { return 1; }
+static __always_inline int ebt_wanted(u32 tgid) { return ebt_recording(); }
 #endif

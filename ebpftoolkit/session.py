@@ -57,6 +57,7 @@ def build_program_text(probes: Sequence[Probe], tree: bool, offsets: dict[str, i
         head += [f"\n// ---- probe {p.name} ({type(p).__name__}) ----"]
         head += [stream_declaration(s, transport) for s in p.streams()]
         head += [p.bpf_text()]
+        head += [f"BPF_ARRAY({s.name}_layout, {s.c_type}, 1);  /* size check */" for s in p.streams() if s.c_type]
     return "\n".join(head)
 
 
@@ -114,13 +115,17 @@ class Session:
             from .runtime.program import RawTracepoint
             raws = [RawTracepoint("sched_process_fork", "ebt_track_fork")] + raws + \
                    [RawTracepoint("sched_process_exit", "ebt_track_exit", last=True)]
-        program = BpfProgram(text, [], streams, raws, transport=self.transport)
+        uprobes = [u for p in self.probes for u in p.uprobes()]
+        program = BpfProgram(text, [], streams, raws, transport=self.transport, uprobes=uprobes)
         t0 = time.monotonic()
         program.load()
         self.program = program
         for p in self.probes:
             p._session = self
         try:
+            for p in self.probes:   # probe hook after load: open perf counters, attach timers...
+                if hasattr(p, "setup"):
+                    p.setup(program)
             if tree:
                 seed = os.getpid() if self.descendants_of == SELF else self.descendants_of
                 if seed != "command":
@@ -128,6 +133,7 @@ class Session:
             self._clock = MonotonicClock.sample()
             self._collector = Collector(program, self.poll_interval)
             self._collector.start()
+            program.set_recording(True)
         except BaseException:
             self._teardown()
             raise

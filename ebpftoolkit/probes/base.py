@@ -40,6 +40,10 @@ class Probe:
     def raw_tracepoints(self) -> list[RawTracepoint]:
         return []
 
+    def uprobes(self) -> list:
+        """Uprobes to attach (``runtime.program.Uprobe``), after the program is loaded."""
+        return []
+
     def btf_members(self) -> dict[str, tuple[str, str]]:
         """``{"MACRO": ("struct", "member")}``: kernel offsets the BPF C reads."""
         return {}

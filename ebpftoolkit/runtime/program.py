@@ -26,7 +26,7 @@ from ..errors import (BccMissingError, KernelHeadersError, NotRootError, ProbeAt
                       ProbeCompileError, ProbeStateError)
 from .ringbuf import RingBufferReader
 
-__all__ = ["StreamSpec", "RawTracepoint", "BpfProgram", "import_bcc", "stream_declaration", "BATCH_WAKEUP"]
+__all__ = ["StreamSpec", "RawTracepoint", "Uprobe", "BpfProgram", "import_bcc", "stream_declaration", "BATCH_WAKEUP"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class StreamSpec:
     dtype: np.dtype
     pages: int = 64
     wakeup: str = "each"
+    c_type: str | None = None   # the C record type, checked against dtype's size at load
 
 
 BATCH_WAKEUP = 8192  # power of two
@@ -121,6 +122,17 @@ class RawTracepoint:
     last: bool = False   # attach after all others (e.g. the tracked-set cleanup on exit)
 
 
+@dataclass(frozen=True)
+class Uprobe:
+    """A uprobe (or uretprobe) on ``path`` at ELF virtual address ``vaddr``."""
+
+    path: str
+    vaddr: int
+    fn_name: str
+    ret: bool = False
+    pid: int = -1
+
+
 def import_bcc():
     try:
         import bcc  # noqa: F401
@@ -178,13 +190,15 @@ class BpfProgram:
     """One compiled BPF module with its attachments and record streams."""
 
     def __init__(self, text: str, cflags: list[str], streams: list[StreamSpec],
-                 raw_tracepoints: list[RawTracepoint], transport: str = "ringbuf"):
+                 raw_tracepoints: list[RawTracepoint], transport: str = "ringbuf",
+                 uprobes: list[Uprobe] = ()):
         if transport not in ("ringbuf", "perf"):
             raise ValueError("transport must be 'ringbuf' or 'perf'")
         self.text = text
         self.cflags = list(cflags)
         self.streams = {s.name: s for s in streams}
         self.raw_tracepoints = list(raw_tracepoints)
+        self.uprobes = list(uprobes)
         self.transport = transport
         self.bpf = None
         self.attachments: list[dict] = []
@@ -193,6 +207,8 @@ class BpfProgram:
         self._perf_lost: dict[str, int] = {}
         self._epoll = None
         self._raw_fds: list[int] = []
+        self._perf_prog_fds: list[int] = []    # perf events running a program (timers, tracepoints)
+        self._perf_array_fds: list[int] = []   # counters in perf event arrays (open_perf_array)
         self.detached = False
         self._lock = threading.RLock()
 
@@ -222,7 +238,10 @@ class BpfProgram:
                 self._attach_raw(bcc, r)
                 self.attachments.append({"kind": "raw_tracepoint", "target": r.tracepoint, "function": r.fn_name,
                                          "mechanism": "raw tracepoint"})
+            self._check_layouts()
             self._open_streams()
+            for u in self.uprobes:
+                self._attach_uprobe(u)
         except BaseException:
             self.close()
             raise
@@ -240,6 +259,27 @@ class BpfProgram:
                 f"could not attach {r.fn_name} to raw tracepoint {r.tracepoint} "
                 f"({os.strerror(ctypes.get_errno()) or 'error'}). Run `ebpftoolkit doctor` to see what this kernel supports")
         self._raw_fds.append(fd)
+
+    def _check_layouts(self) -> None:
+        """A record whose numpy dtype disagrees with its C struct would decode garbage: refuse."""
+        for spec in self.streams.values():
+            if spec.c_type is None:
+                continue
+            size = ctypes.sizeof(self.bpf.get_table(f"{spec.name}_layout".encode()).Leaf)
+            if size != spec.dtype.itemsize:
+                raise ProbeCompileError(f"stream {spec.name}: {spec.c_type} is {size} bytes in C but the decoder "
+                                        f"expects {spec.dtype.itemsize}; fix the probe's dtype")
+
+    def _attach_uprobe(self, u: Uprobe) -> None:
+        attach = self.bpf.attach_uretprobe if u.ret else self.bpf.attach_uprobe
+        try:
+            attach(name=u.path.encode(), addr=u.vaddr, fn_name=u.fn_name.encode(), pid=u.pid)
+        except Exception as exc:
+            raise ProbeAttachError(
+                f"could not attach {'a uretprobe' if u.ret else 'a uprobe'} to {u.path} at {u.vaddr:#x}: {exc}. "
+                "Check that the file still exists and `ebpftoolkit doctor` reports uprobes available") from exc
+        self.attachments.append({"kind": "uretprobe" if u.ret else "uprobe", "target": f"{u.path}:{u.vaddr:#x}",
+                                 "function": u.fn_name, "mechanism": "uprobe"})
 
     def _open_streams(self) -> None:
         if self.transport == "ringbuf":
@@ -262,15 +302,25 @@ class BpfProgram:
 
             self.bpf[name.encode()].open_perf_buffer(on_event, page_cnt=spec.pages, lost_cb=on_lost)
 
+    def set_recording(self, on: bool) -> None:
+        """Flip the programs' recording switch (``ebt_state`` in common.h)."""
+        table = self.bpf.get_table(b"ebt_state")
+        table[table.Key(0)] = table.Leaf(1 if on else 0)
+
     def detach(self) -> None:
         """Stop every program from running; the maps stay readable for a last drain."""
         with self._lock:
+            if self.bpf is not None:
+                self.set_recording(False)
             for fd in self._raw_fds:
                 os.close(fd)
             self._raw_fds.clear()
+            self._close_perf_fds(self._perf_prog_fds)
             if self.bpf is not None:
                 for tp in list(self.bpf.tracepoint_fds):
                     self.bpf.detach_tracepoint(tp)
+                for ev in list(self.bpf.uprobe_fds):
+                    self.bpf.detach_uprobe_event(ev)
             self.detached = True
 
     def close(self) -> None:
@@ -285,6 +335,8 @@ class BpfProgram:
             for fd in self._raw_fds:
                 os.close(fd)
             self._raw_fds.clear()
+            self._close_perf_fds(self._perf_prog_fds)
+            self._close_perf_fds(self._perf_array_fds)
             if self.bpf is not None:
                 try:
                     self.bpf.cleanup()
@@ -294,6 +346,79 @@ class BpfProgram:
     @property
     def loaded(self) -> bool:
         return self.bpf is not None
+
+    # -- perf events (after load; probes call these from their setup hook) --
+    def open_perf_array(self, map_name: str, ev_type: int, config: int, base: int = 0) -> int:
+        """Open a counting perf event on every online CPU (pid -1) into the perf event
+        array ``map_name`` at index ``base + cpu``, for ``bpf_perf_event_read_value``.
+
+        The counters run until :meth:`close`; returns how many CPUs were opened.
+        """
+        from ..pmu import online_cpus, perf_event_open
+        table = self.table(map_name)
+        cpus = online_cpus()
+        for cpu in cpus:
+            try:
+                fd = perf_event_open(ev_type, config, pid=-1, cpu=cpu)
+            except OSError as exc:
+                raise ProbeAttachError(
+                    f"could not open perf event (type {ev_type}, config {config:#x}) on CPU {cpu} for "
+                    f"{map_name}: {exc.strerror}. `ebpftoolkit doctor` and ebpftoolkit.pmu.available_events() "
+                    "show which events this machine has") from None
+            with self._lock:
+                self._perf_array_fds.append(fd)
+            table[table.Key(base + cpu)] = table.Leaf(fd)
+        self.attachments.append({"kind": "perf_event_array", "target": f"type {ev_type} config {config:#x}",
+                                 "map": map_name, "base": base, "cpus": len(cpus), "mechanism": "perf event"})
+        return len(cpus)
+
+    def attach_perf_timer(self, fn_name: str, period_ns: int) -> None:
+        """Run ``fn_name`` (a perf-event program) every ``period_ns`` of CPU time on every online CPU:
+        a cpu-clock software event in sampling mode.  :meth:`detach` stops it."""
+        bcc = import_bcc()
+        from ..pmu import PERF_TYPE_SOFTWARE, online_cpus
+        try:
+            fn = self.bpf.load_func(fn_name.encode(), bcc.BPF.PERF_EVENT)
+        except Exception as exc:
+            raise ProbeCompileError(f"the verifier rejected {fn_name}: {exc}") from exc
+        cpus = online_cpus()
+        for cpu in cpus:
+            fd = bcc.libbcc.lib.bpf_attach_perf_event(fn.fd, PERF_TYPE_SOFTWARE, 0, int(period_ns), 0, -1, cpu, -1)
+            if fd < 0:
+                raise ProbeAttachError(
+                    f"could not attach {fn_name} to a cpu-clock perf event on CPU {cpu} "
+                    f"({os.strerror(ctypes.get_errno()) or 'error'}). Run `ebpftoolkit doctor`: "
+                    "'software perf events' must be ok")
+            with self._lock:
+                self._perf_prog_fds.append(fd)
+        self.attachments.append({"kind": "perf_event", "target": "cpu-clock", "function": fn_name,
+                                 "period_ns": int(period_ns), "cpus": len(cpus), "mechanism": "perf event"})
+
+    def attach_tracepoint_fn(self, tracepoint: str, fn_name: str) -> None:
+        """Attach ``fn_name`` to ``category:event`` with its own fd (BCC's ``attach_tracepoint``
+        keeps one program per tracepoint and module; another probe may use the same one).
+        :meth:`detach` removes it."""
+        bcc = import_bcc()
+        category, _, event = tracepoint.partition(":")
+        try:
+            fn = self.bpf.load_func(fn_name.encode(), bcc.BPF.TRACEPOINT)
+        except Exception as exc:
+            raise ProbeCompileError(f"the verifier rejected {fn_name}: {exc}") from exc
+        fd = bcc.libbcc.lib.bpf_attach_tracepoint(fn.fd, category.encode(), event.encode())
+        if fd < 0:
+            raise ProbeAttachError(f"could not attach {fn_name} to tracepoint {tracepoint} "
+                                   f"({os.strerror(ctypes.get_errno()) or 'error'}). Run `ebpftoolkit doctor`")
+        with self._lock:
+            self._perf_prog_fds.append(fd)
+        self.attachments.append({"kind": "tracepoint", "target": tracepoint, "function": fn_name,
+                                 "mechanism": "tracepoint"})
+
+    def _close_perf_fds(self, fds: list[int]) -> None:
+        if fds:
+            lib = import_bcc().libbcc.lib
+            for fd in fds:
+                lib.bpf_close_perf_event_fd(fd)   # disables the event, then closes the fd
+            fds.clear()
 
     # -- reading --------------------------------------------------------
     def wait(self, timeout_s: float) -> None:
