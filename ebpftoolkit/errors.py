@@ -15,6 +15,8 @@ __all__ = [
     "ProbeConfigError",
     "SessionLoadError",
     "TargetError",
+    "PmuUnsupportedError",
+    "ValgrindMissingError",
 ]
 
 
@@ -68,3 +70,18 @@ class SessionLoadError(EbpfToolkitError):
 
 class TargetError(EbpfToolkitError):
     """The command to trace could not be started."""
+
+
+class PmuUnsupportedError(ProbeNotSupportedError):
+    """Perf events (usually hardware PMU counters) that this machine cannot count.
+
+    ``events`` lists the event names; the message gives the cause and the alternatives.
+    """
+
+    def __init__(self, message: str, events=()):
+        super().__init__(message)
+        self.events = list(events)
+
+
+class ValgrindMissingError(EbpfToolkitError, FileNotFoundError):
+    """valgrind (needed for simulated cache misses) is not installed."""

@@ -102,5 +102,5 @@ def our_bpf_programs() -> list[str]:
     """Names of loaded BPF programs that belong to ebpftoolkit (bpftool's view of the kernel)."""
     out = subprocess.run([shutil.which("bpftool") or "bpftool", "prog", "show"], capture_output=True, text=True,
                          check=True).stdout
-    ours = ("exec_on_", "ebt_track_", "tracepoint__sy", "tracepoint__sc")
+    ours = ("exec_on_", "ebt_track_", "tracepoint__sy", "tracepoint__sc", "pmu_on_")
     return [line for line in out.splitlines() if any(f" name {o}" in line for o in ours)]

@@ -1,0 +1,131 @@
+"""Pure functions on PmuCounters tables: totals, time series, derived metrics.
+
+Input: the tidy ``pmu`` table (one row per charge and event: ts, pid, comm,
+event, value...) or the output of :func:`pmu_timeseries`.  Every function
+groups by ``by`` (default ``"pid"``); with ``interval`` it also bins ``ts``
+(each charge counts in the bin holding its ``ts``, the end of the charged
+slice), giving a metric over time.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ProbeConfigError
+
+__all__ = ["pmu_totals", "pmu_timeseries", "ipc", "miss_rate", "mpki"]
+
+
+def _keys(by) -> list[str]:
+    if by is None:
+        return []
+    return [by] if isinstance(by, str) else list(by)
+
+
+def _check(df: pd.DataFrame, cols) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ProbeConfigError(f"the table lacks columns {missing}: pass PmuCounters' table "
+                               "(session.tables['pmu']) or the output of pmu_timeseries()")
+
+
+def _interval(interval) -> pd.Timedelta:
+    try:
+        td = pd.Timedelta(interval)
+    except (ValueError, TypeError):
+        raise ProbeConfigError(f"interval must be a duration such as '100ms', got {interval!r}") from None
+    if td <= pd.Timedelta(0):
+        raise ProbeConfigError(f"interval must be positive, got {interval!r}")
+    return td
+
+
+def pmu_timeseries(df: pd.DataFrame, interval="100ms", by="pid") -> pd.DataFrame:
+    """Sum ``value`` per time bin, ``by`` group and event: columns ts (bin start), *by, event, value.
+
+    Bins are aligned to multiples of ``interval`` since the epoch; bins with
+    nothing recorded are absent.  Summing ``value`` over the result gives the
+    table's totals exactly.
+    """
+    keys = _keys(by)
+    _check(df, ["ts", "event", "value", *keys])
+    td = _interval(interval)
+    out = df.assign(ts=df["ts"].dt.floor(td))
+    out = (out.groupby(["ts", *keys, "event"], observed=True, sort=True)["value"].sum()
+           .reset_index())
+    out["value"] = out["value"].astype(np.int64)
+    out.attrs["interval"] = str(td)
+    return out
+
+
+def pmu_totals(df: pd.DataFrame, by="pid") -> pd.DataFrame:
+    """Totals per ``by`` group: one column per event (and ``comm``, the last name seen, when grouping by pid)."""
+    keys = _keys(by)
+    _check(df, ["event", "value", *keys])
+    wide = df.pivot_table(index=keys or None, columns="event", values="value", aggfunc="sum",
+                          fill_value=0, observed=True) if keys else \
+        df.groupby("event", observed=True)["value"].sum().to_frame().T
+    wide.columns = [str(c) for c in wide.columns]
+    wide = wide.astype(np.int64)
+    if keys == ["pid"] and "comm" in df.columns:
+        wide.insert(0, "comm", df.groupby("pid")["comm"].last())
+    return wide.reset_index() if keys else wide.reset_index(drop=True)
+
+
+def _wide(df, events, interval, by, metric) -> pd.DataFrame:
+    """Sums of ``events`` per group (and time bin): one column per event."""
+    keys = _keys(by)
+    if interval is not None:
+        df = pmu_timeseries(df, interval, by=keys)
+        keys = ["ts", *keys]
+    _check(df, ["event", "value", *keys])
+    have = set(map(str, df["event"].unique()))
+    missing = [e for e in events if e not in have]
+    if missing:
+        raise ProbeConfigError(f"{metric} needs the events {events}; the table has no {missing}: record "
+                               f"PmuCounters({events}) (hardware events need a hardware PMU)")
+    sub = df[df["event"].astype(str).isin(events)]
+    grouped = sub.groupby([*keys, sub["event"].astype(str)], sort=True)["value"].sum()
+    wide = grouped.unstack("event", fill_value=0) if keys else grouped.to_frame().T
+    wide = wide.reindex(columns=events, fill_value=0).astype(np.int64)
+    wide.columns.name = None
+    return wide.reset_index() if keys else wide.reset_index(drop=True)
+
+
+def _ratio(num: pd.Series, den: pd.Series, scale: float = 1.0) -> pd.Series:
+    num, den = num.astype("float64"), den.astype("float64")
+    return (num * scale / den).where(den > 0)
+
+
+def ipc(df: pd.DataFrame, interval=None, by="pid") -> pd.DataFrame:
+    """Instructions per cycle per ``by`` group (and per time bin with ``interval``):
+    columns *keys, instructions, cycles, ipc (NaN where no cycles were counted)."""
+    out = _wide(df, ["instructions", "cycles"], interval, by, "ipc")
+    out["ipc"] = _ratio(out["instructions"], out["cycles"])
+    return out
+
+
+def miss_rate(df: pd.DataFrame, misses="cache-misses", references="cache-references", interval=None,
+              by="pid") -> pd.DataFrame:
+    """``misses / references`` per group (and time bin), clipped to [0, 1].
+
+    Counters of misses and references are separate and may disagree (multiplexing,
+    prefetches counted in one and not the other): ``misses_exceed_references``
+    flags the rows where misses > references, whose rate was clipped to 1 (NaN
+    when there were no references at all).  Any pair works, e.g.
+    ``misses="LLC-load-misses", references="LLC-loads"``.
+    """
+    out = _wide(df, [misses, references], interval, by, "miss_rate")
+    out = out.rename(columns={misses: "misses", references: "references"})
+    out["miss_rate"] = _ratio(out["misses"], out["references"]).clip(0.0, 1.0)
+    out["misses_exceed_references"] = out["misses"] > out["references"]
+    out.attrs.update(misses=misses, references=references)
+    return out
+
+
+def mpki(df: pd.DataFrame, misses="cache-misses", interval=None, by="pid") -> pd.DataFrame:
+    """Misses per thousand instructions per group (and time bin): *keys, misses, instructions, mpki."""
+    out = _wide(df, [misses, "instructions"], interval, by, "mpki")
+    out = out.rename(columns={misses: "misses"})
+    out["mpki"] = _ratio(out["misses"], out["instructions"], 1000.0)
+    out.attrs["misses"] = misses
+    return out
