@@ -8,8 +8,11 @@ __version__ = "0.1.0"
 from .doctor import doctor  # noqa: E402  (the function; doctor.py imports no bcc)
 from .errors import EbpfToolkitError  # noqa: E402
 from .probes.execsnoop import ExecSnoop  # noqa: E402
+from .probes.gpu import GpuTrace  # noqa: E402
+from .probes.pmu import PmuCounters  # noqa: E402
 from .probes.syscalls import SyscallTrace  # noqa: E402
 from .session import LostEventsWarning, Session  # noqa: E402
 
 
-__all__ = ["ExecSnoop", "SyscallTrace", "Session", "doctor", "EbpfToolkitError", "LostEventsWarning", "__version__"]
+__all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "Session", "doctor", "EbpfToolkitError",
+           "LostEventsWarning", "__version__"]

@@ -11,8 +11,12 @@ say() { echo "setup: $*"; }
 # 1. Debian packages
 arch="$(dpkg --print-architecture)"
 read -r -a extra <<< "${EBPFTOOLKIT_EXTRA_APT:-}"
-pkgs=(python3-bpfcc bpfcc-tools bpftool "linux-headers-$arch" python3-venv strace linux-perf
+pkgs=(python3-bpfcc bpfcc-tools bpftool "linux-headers-$arch" python3-venv strace linux-perf valgrind gcc make
       "${extra[@]}")
+# what the GPU API workloads need (OpenGL/Mesa, Vulkan/lavapipe, OpenCL/PoCL, Xvfb, apitrace):
+# the PACKAGES list in workloads/gpu/Makefile, read without needing make
+read -r -a gpu <<< "$(sed -n '/^PACKAGES *:=/,/^$/p' workloads/gpu/Makefile | sed 's/^PACKAGES *:=//; s/\\//g' | tr -s ' \n' ' ')"
+pkgs+=("${gpu[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

@@ -1,0 +1,128 @@
+/* ebpftoolkit GpuTrace: uprobes on graphics/compute API entry points.
+ *
+ * ebpftoolkit generates one small wrapper per attach point (gpu_e_N for the
+ * entry, gpu_r_N for the return) after this file; each calls gpu_entry() or
+ * gpu_return() with constants describing the call (see GpuTrace.source).
+ *
+ * Entry records carry the six integer argument registers, three stack words
+ * (arguments 7-9), the caller's return address and one optional 8-byte read
+ * through a pointer argument (e.g. VkMemoryAllocateInfo.allocationSize).
+ * Return records carry the return value and, for calls that return a handle
+ * through a pointer (cudaMalloc, vkAllocateMemory), the value it points to.
+ *
+ * Calls made by a library to itself (a driver calling its own entry points)
+ * are not application calls: when SELF is set, an entry whose return address
+ * lies inside the probed library's own code is counted in gpu_internal and
+ * dropped.  The library's position in this process is known from the probe's
+ * own address: bias = ip - PROBE_VADDR.
+ */
+struct ebt_regs {
+    u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+#define GPU_ENTRY  0
+#define GPU_RETURN 1
+
+struct gpu_event {
+    u64 ts;
+    u32 pid;
+    u32 tid;
+    u32 point;         /* attach point index */
+    u32 kind;          /* GPU_ENTRY / GPU_RETURN */
+    u64 caller;
+    u64 args[9];       /* return: args[0] = return value */
+    u64 deref;         /* entry: *(arg + off); return: *out_pointer */
+    char comm[16];
+};
+
+BPF_HASH(gpu_out_ptr, u64, u64, 10240);      /* (tid << 32 | point) -> out pointer saved at entry */
+BPF_HASH(gpu_skip_ret, u64, u8, 10240);     /* (tid << 32 | point): the entry was internal, drop its return */
+BPF_PERCPU_ARRAY(gpu_internal, u64, 1);
+
+static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_arg, u32 deref_off,
+                                     int out_arg, int has_ret, int self_filter, u64 probe_vaddr, u64 lib_lo,
+                                     u64 lib_hi, u32 stack_adj)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 pid = id >> 32;
+    if (!ebt_wanted(pid))
+        return 0;
+    u64 caller = 0;
+    /* stack_adj: the probe may sit a few instructions into the function, after a
+     * `sub $n, %rsp` (see runtime/elf.py probe_site); the return address is then n bytes up */
+    bpf_probe_read_user(&caller, sizeof(caller), (void *)(ctx->sp + stack_adj));
+    if (self_filter) {
+        u64 c = caller - (ctx->ip - probe_vaddr);
+        if (c >= lib_lo && c < lib_hi) {
+            u32 z = 0;
+            u64 *n = gpu_internal.lookup(&z);
+            if (n)
+                (*n)++;
+            if (has_ret) {
+                u64 key = ((u64)(u32)id << 32) | point;
+                u8 one = 1;
+                gpu_skip_ret.update(&key, &one);
+            }
+            return 0;
+        }
+    }
+    struct gpu_event e = {};
+    e.ts = bpf_ktime_get_ns();
+    e.pid = pid;
+    e.tid = (u32)id;
+    e.point = point;
+    e.kind = GPU_ENTRY;
+    e.caller = caller;
+    e.args[0] = ctx->di;
+    e.args[1] = ctx->si;
+    e.args[2] = ctx->dx;
+    e.args[3] = ctx->cx;
+    e.args[4] = ctx->r8;
+    e.args[5] = ctx->r9;
+    bpf_probe_read_user(&e.args[6], 3 * sizeof(u64), (void *)(ctx->sp + stack_adj + 8));
+    if (deref_arg >= 0) {
+        u64 p = e.args[deref_arg & 7];
+        if (p)
+            bpf_probe_read_user(&e.deref, sizeof(e.deref), (void *)(p + deref_off));
+    }
+    bpf_get_current_comm(e.comm, sizeof(e.comm));
+    if (out_arg >= 0) {
+        u64 key = ((u64)e.tid << 32) | point;
+        u64 p = e.args[out_arg & 7];
+        gpu_out_ptr.update(&key, &p);
+    }
+    gpu_events_emit(ctx, &e, sizeof(e));
+    return 0;
+}
+
+static __always_inline int gpu_return(struct ebt_regs *ctx, u32 point, int has_out)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 pid = id >> 32;
+    if (!ebt_wanted(pid))
+        return 0;
+    u64 skip_key = ((u64)(u32)id << 32) | point;
+    if (gpu_skip_ret.lookup(&skip_key)) {
+        gpu_skip_ret.delete(&skip_key);
+        return 0;
+    }
+    struct gpu_event e = {};
+    e.ts = bpf_ktime_get_ns();
+    e.pid = pid;
+    e.tid = (u32)id;
+    e.point = point;
+    e.kind = GPU_RETURN;
+    e.args[0] = ctx->ax;
+    bpf_get_current_comm(e.comm, sizeof(e.comm));
+    if (has_out) {
+        u64 key = ((u64)e.tid << 32) | point;
+        u64 *p = gpu_out_ptr.lookup(&key);
+        if (p) {
+            if (*p)
+                bpf_probe_read_user(&e.deref, sizeof(e.deref), (void *)*p);
+            gpu_out_ptr.delete(&key);
+        }
+    }
+    gpu_events_emit(ctx, &e, sizeof(e));
+    return 0;
+}

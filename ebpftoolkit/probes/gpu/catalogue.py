@@ -1,0 +1,156 @@
+"""The GPU API calls GpuTrace knows, as data: one row per call.
+
+Add your own with :func:`add_call` (any library, any function)::
+
+    from ebpftoolkit.probes.gpu import add_call
+    add_call("mylib", "my_upload", library="libmy.so.1", category="upload", size="arg2")
+
+Fields:
+  api        opengl | vulkan | opencl | cuda | any name of yours
+  name       the function's own name
+  category   draw, dispatch, launch, frame, alloc, free, copy_h2d, copy_d2h, copy_d2d,
+             copy (direction from an argument), upload, download, submit, sync, other
+  libraries  sonames to attach to by symbol (the executable too, for static CUDA)
+  resolve    "symbol", or "driver": find the driver function behind the API's
+             dispatch (every call path ends there, GetProcAddress pointers included)
+  size       expression for the bytes involved, over arg0..arg8 (integer arguments
+             in order, 7th on from the stack), deref (8 bytes read at entry, see
+             deref), ret, out (the value written through out_arg), and gl_bytes(w, h, d,
+             format, type); None when the call moves no bytes
+  deref      (argument index, byte offset) to read 8 bytes from at entry
+  out_arg    argument index of a pointer through which the call returns a handle
+  handle     expression naming the allocation a call creates or frees (arg0, ret, out...)
+  direction  expression giving a cudaMemcpyKind-style code, for category "copy"
+  ret        return probe on by default (duration, return value); off for hot calls
+  self_filter  drop calls the probed library makes to itself (off where the API's own
+             entry point calls another entry point on purpose, e.g. CUDA launches)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ...errors import ProbeConfigError
+
+__all__ = ["CallSpec", "CATALOGUE", "add_call", "calls_for", "CATEGORIES"]
+
+CATEGORIES = ("draw", "dispatch", "launch", "frame", "alloc", "free", "copy_h2d", "copy_d2h", "copy_d2d", "copy",
+              "upload", "download", "submit", "sync", "other")
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    api: str
+    name: str
+    category: str
+    libraries: tuple[str, ...] = ()
+    resolve: str = "symbol"
+    size: str | None = None
+    deref: tuple[int, int] | None = None
+    out_arg: int | None = None
+    handle: str | None = None
+    direction: str | None = None
+    ret: bool = False
+    self_filter: bool = True
+    note: str = ""
+
+
+GL = ("libGL.so.1", "libOpenGL.so.0")
+VK = ("libvulkan.so.1",)
+CL = ("libOpenCL.so.1",)
+CUDART = ("libcudart.so",)      # matched as a prefix: libcudart.so.12, .13...
+CUDA_DRV = ("libcuda.so.1",)
+
+
+def _gl(name, category, size=None, **kw):
+    return CallSpec("opengl", name, category, GL, "driver", size, **kw)
+
+
+def _vk(name, category, size=None, **kw):
+    return CallSpec("vulkan", name, category, VK, "driver", size, **kw)
+
+
+def _cl(name, category, size=None, **kw):
+    return CallSpec("opencl", name, category, CL, "symbol", size, ret=kw.pop("ret", True), **kw)
+
+
+def _cu(name, category, size=None, libs=CUDART, **kw):
+    return CallSpec("cuda", name, category, libs, "symbol", size, ret=kw.pop("ret", True),
+                    self_filter=kw.pop("self_filter", False), **kw)
+
+
+CATALOGUE: list[CallSpec] = [
+    # OpenGL: calls land in the Mesa driver through its dispatch table
+    _gl("glDrawArrays", "draw"), _gl("glDrawElements", "draw"), _gl("glDrawArraysInstanced", "draw"),
+    _gl("glDrawElementsInstanced", "draw"), _gl("glDrawRangeElements", "draw"), _gl("glMultiDrawArrays", "draw"),
+    _gl("glMultiDrawElements", "draw"), _gl("glDrawElementsBaseVertex", "draw"), _gl("glCallList", "draw"),
+    _gl("glDispatchCompute", "dispatch"),
+    _gl("glBufferData", "upload", "arg1"), _gl("glBufferSubData", "upload", "arg2"),
+    _gl("glNamedBufferData", "upload", "arg1"), _gl("glNamedBufferSubData", "upload", "arg2"),
+    _gl("glTexImage2D", "upload", "gl_bytes(arg3, arg4, 1, arg6, arg7)"),
+    _gl("glTexSubImage2D", "upload", "gl_bytes(arg4, arg5, 1, arg6, arg7)"),
+    _gl("glTexImage3D", "upload", "gl_bytes(arg3, arg4, arg5, arg7, arg8)"),
+    _gl("glReadPixels", "download", "gl_bytes(arg2, arg3, 1, arg4, arg5)"),
+    _gl("glGetBufferSubData", "download", "arg2"),
+    _gl("glFinish", "sync"), _gl("glFlush", "sync"), _gl("glClear", "other"),
+    CallSpec("opengl", "glXSwapBuffers", "frame", ("libGLX.so.0",), ret=True,
+             note="libGL.so.1's glXSwapBuffers forwards to libGLX.so.0's: probe only one"),
+    CallSpec("opengl", "eglSwapBuffers", "frame", ("libEGL.so.1",), ret=True),
+    # Vulkan: device-level calls land in the driver (ICD), whether through the loader or vkGetDeviceProcAddr
+    _vk("vkCmdDraw", "draw"), _vk("vkCmdDrawIndexed", "draw"), _vk("vkCmdDrawIndirect", "draw"),
+    _vk("vkCmdDrawIndexedIndirect", "draw"), _vk("vkCmdDispatch", "dispatch"), _vk("vkCmdDispatchIndirect", "dispatch"),
+    _vk("vkQueueSubmit", "submit", ret=True), _vk("vkQueueSubmit2", "submit", ret=True),
+    _vk("vkQueuePresentKHR", "frame", ret=True),
+    _vk("vkAllocateMemory", "alloc", "deref", deref=(1, 16), out_arg=3, handle="out", ret=True),
+    _vk("vkFreeMemory", "free", handle="arg1", ret=True),
+    _vk("vkMapMemory", "other", "arg3", ret=True),
+    _vk("vkCmdCopyBuffer", "copy_d2d", "where(arg3 == 1, deref, -1)", deref=(4, 16),
+        note="bytes of the first region when there is exactly one; recorded into a command buffer"),
+    _vk("vkCmdUpdateBuffer", "upload", "arg3"), _vk("vkCmdCopyBufferToImage", "upload"),
+    _vk("vkCmdCopyImageToBuffer", "download"),
+    _vk("vkQueueWaitIdle", "sync", ret=True), _vk("vkDeviceWaitIdle", "sync", ret=True),
+    _vk("vkWaitForFences", "sync", ret=True), _vk("vkAcquireNextImageKHR", "other", ret=True),
+    # OpenCL: the ICD loader's exports (the system one and any bundled copy, e.g. pyopencl's)
+    _cl("clCreateBuffer", "alloc", "arg2", handle="ret"), _cl("clReleaseMemObject", "free", handle="arg0"),
+    _cl("clSVMAlloc", "alloc", "arg2", handle="ret"), _cl("clSVMFree", "free", handle="arg1"),
+    _cl("clEnqueueWriteBuffer", "copy_h2d", "arg4"), _cl("clEnqueueReadBuffer", "copy_d2h", "arg4"),
+    _cl("clEnqueueCopyBuffer", "copy_d2d", "arg5"), _cl("clEnqueueFillBuffer", "other", "arg5"),
+    _cl("clEnqueueMapBuffer", "other", "arg5"),
+    _cl("clEnqueueNDRangeKernel", "launch"), _cl("clEnqueueTask", "launch"),
+    _cl("clFinish", "sync"), _cl("clFlush", "sync"), _cl("clWaitForEvents", "sync"),
+    # CUDA runtime (shared libcudart, or linked statically into the executable)
+    _cu("cudaMalloc", "alloc", "arg1", out_arg=0, handle="out"),
+    _cu("cudaMallocManaged", "alloc", "arg1", out_arg=0, handle="out"),
+    _cu("cudaMallocHost", "alloc", "arg1", out_arg=0, handle="out", note="pinned host memory"),
+    _cu("cudaFree", "free", handle="arg0"), _cu("cudaFreeHost", "free", handle="arg0"),
+    _cu("cudaMemcpy", "copy", "arg2", direction="arg3"), _cu("cudaMemcpyAsync", "copy", "arg2", direction="arg3"),
+    _cu("cudaMemset", "other", "arg2"),
+    _cu("cudaLaunchKernel", "launch", note="<<<>>> launches reach it through __cudaLaunchKernel"),
+    _cu("cudaDeviceSynchronize", "sync"), _cu("cudaStreamSynchronize", "sync"),
+    # CUDA driver API (libcuda.so.1, only where a driver is installed)
+    _cu("cuMemAlloc_v2", "alloc", "arg1", libs=CUDA_DRV, out_arg=0, handle="out", self_filter=True),
+    _cu("cuMemFree_v2", "free", libs=CUDA_DRV, handle="arg0", self_filter=True),
+    _cu("cuMemcpyHtoD_v2", "copy_h2d", "arg2", libs=CUDA_DRV, self_filter=True),
+    _cu("cuMemcpyDtoH_v2", "copy_d2h", "arg2", libs=CUDA_DRV, self_filter=True),
+    _cu("cuMemcpyDtoD_v2", "copy_d2d", "arg2", libs=CUDA_DRV, self_filter=True),
+    _cu("cuLaunchKernel", "launch", libs=CUDA_DRV, self_filter=True),
+    _cu("cuCtxSynchronize", "sync", libs=CUDA_DRV, self_filter=True),
+]
+
+
+def add_call(api: str, name: str, *, library: str, category: str, size: str | None = None, **kw) -> CallSpec:
+    """Teach GpuTrace a new call (kept for this process; see the module doc for fields)."""
+    if category not in CATEGORIES:
+        raise ProbeConfigError(f"category must be one of {', '.join(CATEGORIES)}")
+    if any(c.api == api and c.name == name for c in CATALOGUE):
+        raise ProbeConfigError(f"{api} {name} is already in the catalogue")
+    spec = CallSpec(api, name, category, (library,), "symbol", size, **kw)
+    CATALOGUE.append(spec)
+    return spec
+
+
+def calls_for(apis) -> list[CallSpec]:
+    return [c for c in CATALOGUE if c.api in apis]
+
+
+def with_returns(spec: CallSpec, on: bool) -> CallSpec:
+    return replace(spec, ret=on)

@@ -1,0 +1,154 @@
+"""GpuTrace: OpenGL, Vulkan, OpenCL and CUDA calls into one DataFrame."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+
+from ...errors import ProbeConfigError, ProbeNotSupportedError
+from ...runtime.clock import MonotonicClock
+from ...runtime.program import StreamSpec, Uprobe
+from ...runtime.records import c_struct_dtype, decode_str_array
+from ...runtime.sources import bpf_source
+from ..base import SELF, Probe
+from .catalogue import CallSpec, calls_for
+from .decode import calls_table
+from .resolve import AttachPoint, resolve
+
+__all__ = ["GpuTrace", "APIS", "GPU_COLUMNS"]
+
+APIS = ("opengl", "vulkan", "opencl", "cuda")
+
+EVENT_DTYPE = c_struct_dtype([("ts", "u8"), ("pid", "u4"), ("tid", "u4"), ("point", "u4"), ("kind", "u4"),
+                              ("caller", "u8"), ("args", ("u8", (9,))), ("deref", "u8"), ("comm", "S16")])
+
+from .decode import GPU_COLUMNS  # noqa: E402
+
+
+class GpuTrace(Probe):
+    """Trace graphics/compute API calls with uprobes.
+
+    Parameters
+    ----------
+    apis:
+        any of ``"opengl"``, ``"vulkan"``, ``"opencl"``, ``"cuda"`` (default: every API
+        whose libraries are on this machine).
+    pid:
+        attach to this already-running process only (breakpoints go into it alone).
+    returns:
+        ``"default"`` (return probes for allocations, frees, copies, syncs and frames:
+        durations and return values), ``"all"``, or ``"none"``.
+    binaries:
+        executables to probe too, for APIs linked into them statically (CUDA's
+        default ``nvcc`` build links the runtime into the program).
+    libraries:
+        extra library files or folders to look in (e.g. a bundled OpenCL loader).
+    """
+
+    name = "gpu"
+
+    def __init__(self, apis=None, pid: int | None = None, descendants_of=SELF, *, returns: str = "default",
+                 binaries=(), libraries=(), ring_pages: int = 1024):
+        if isinstance(apis, str):
+            apis = [a.strip() for a in apis.split(",") if a.strip()]
+        unknown = sorted(set(apis or ()) - set(APIS))
+        if unknown:
+            raise ProbeConfigError(f"unknown API {unknown}: choose from {', '.join(APIS)}")
+        if returns not in ("default", "all", "none"):
+            raise ProbeConfigError("returns must be 'default', 'all' or 'none'")
+        if pid is not None:
+            if isinstance(pid, bool) or not isinstance(pid, int) or not os.path.exists(f"/proc/{pid}"):
+                raise ProbeConfigError(f"pid {pid!r} is not a running process")
+            descendants_of = pid
+        if not isinstance(ring_pages, int) or ring_pages < 1 or ring_pages & (ring_pages - 1):
+            raise ProbeConfigError("ring_pages must be a power of two")
+        super().__init__(descendants_of)
+        self.pid, self.returns, self.ring_pages = pid, returns, ring_pages
+        self.binaries = tuple(self._binary(b) for b in binaries)
+        self.libraries = tuple(str(x) for x in libraries)
+        self.requested = list(apis) if apis else None
+        self._points: list[AttachPoint] | None = None
+        self.notes: list[str] = []
+
+    @staticmethod
+    def _binary(b) -> str:
+        path = str(b) if os.sep in str(b) else (shutil.which(str(b)) or str(b))
+        if not os.path.isfile(path):
+            raise ProbeConfigError(f"binary {b!r} not found")
+        return os.path.realpath(path)
+
+    # -- attach points --------------------------------------------------
+    def _wants_return(self, spec: CallSpec) -> bool:
+        return {"default": spec.ret, "all": True, "none": False}[self.returns]
+
+    @property
+    def points(self) -> list[AttachPoint]:
+        if self._points is None:
+            apis = self.requested or list(APIS)
+            points, notes = resolve(calls_for(apis), self.binaries, self.libraries)
+            found = {p.spec.api for p in points}
+            if self.requested:
+                missing = [a for a in self.requested if a not in found]
+                if missing:
+                    raise ProbeNotSupportedError(
+                        f"no library for {', '.join(missing)} was found on this machine "
+                        "(OpenGL: libGL/libEGL + Mesa; Vulkan: libvulkan.so.1 + a driver; OpenCL: libOpenCL.so.1; "
+                        "CUDA: libcudart.so or a binary linked with it, passed as binaries=[...]). "
+                        "Install the API's runtime, or pass libraries=[...]")
+            elif not points:
+                raise ProbeNotSupportedError("no GPU API library was found on this machine")
+            self._points, self.notes = points, notes
+        return self._points
+
+    def overhead(self) -> pd.DataFrame:
+        """Every attach point: library, address, how it was found, its first instruction and its cost."""
+        return pd.DataFrame([dict(p.row(self._wants_return(p.spec)), returns=self._wants_return(p.spec))
+                             for p in self.points])
+
+    def config(self):
+        return {"apis": sorted({p.spec.api for p in self.points}), "pid": self.pid, "returns": self.returns,
+                "binaries": list(self.binaries), "libraries": list(self.libraries), "notes": self.notes,
+                "attach_points": self.overhead().to_dict("records")}
+
+    def streams(self):
+        return [StreamSpec("gpu_events", EVENT_DTYPE, self.ring_pages, wakeup="batch", c_type="struct gpu_event")]
+
+    def uprobes(self):
+        out = []
+        for i, p in enumerate(self.points):
+            addr = p.entry(self._wants_return(p.spec))[0]
+            out.append(Uprobe(p.path, addr, f"gpu_e_{i}", False, self.pid or -1))
+            if self._wants_return(p.spec):
+                out.append(Uprobe(p.path, p.vaddr, f"gpu_r_{i}", True, self.pid or -1))
+        return out
+
+    def bpf_text(self) -> str:
+        lines = [bpf_source("gpu.c"), "// one wrapper per attach point: (point, deref arg, deref offset, out arg, "
+                                      "has return probe, self filter, probe address, library range, stack adjust)"]
+        for i, p in enumerate(self.points):
+            s = p.spec
+            da, do = s.deref if s.deref else (-1, 0)
+            oa = -1 if s.out_arg is None else s.out_arg
+            ret = int(self._wants_return(s))
+            addr, adj, _insn, _emu = p.entry(bool(ret))
+            lines.append(f"int gpu_e_{i}(struct ebt_regs *ctx) {{ return gpu_entry(ctx, {i}, {da}, {do}, {oa}, {ret}, "
+                         f"{int(s.self_filter)}, {addr:#x}, {p.lib_lo:#x}, {p.lib_hi:#x}, {adj}); }}  // {s.api} {s.name}")
+            if ret:
+                lines.append(f"int gpu_r_{i}(struct ebt_regs *ctx) {{ return gpu_return(ctx, {i}, {int(oa >= 0)}); }}")
+        return "\n".join(lines) + "\n"
+
+    def lost_counters(self):
+        return []
+
+    def snapshot(self, program):
+        table = program.table("gpu_internal")
+        return {"_internal": np.array([sum(int(v) for v in table[table.Key(0)])], dtype=np.int64)}
+
+    def make_tables(self, records, clock: MonotonicClock):
+        r = records["gpu_events"]
+        internal = records.get("_internal")
+        if internal is not None:
+            self.internal_calls = int(internal[0])
+        return {"gpu": calls_table(r, self.points, clock, decode_str_array(r["comm"]) if len(r) else [])}

@@ -1,0 +1,163 @@
+"""Where to put the uprobes for each catalogued call.
+
+Exported symbols alone undercount: GetProcAddress pointers (GL) and
+vkGetDeviceProcAddr pointers (Vulkan) skip the exported functions.  For those
+APIs the calls are caught where every path ends, inside the driver, found by a
+helper process (``_resolve_helper``) that asks the API itself.  Fallbacks are
+said out loud in the ``mechanism`` column.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...runtime.elf import elf_file, first_instruction, probe_site
+from .catalogue import CallSpec
+
+__all__ = ["AttachPoint", "resolve", "find_libraries"]
+
+EXTRA_DIRS = ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"]
+
+
+@dataclass(frozen=True)
+class AttachPoint:
+    spec: CallSpec
+    path: str
+    vaddr: int
+    mechanism: str
+    lib_lo: int
+    lib_hi: int
+    first_insn: str
+    emulated: bool
+    skip: int = 0            # entry probe placed this many bytes in (see runtime.elf.probe_site)
+    stack_adj: int = 0       # bytes the skipped instructions pushed onto the stack
+    skip_insn: str = ""      # the (emulated) instruction the moved probe sits on
+
+    def entry(self, with_return: bool) -> tuple[int, int, str, bool]:
+        """(address, stack adjustment, instruction, emulated) of the entry probe."""
+        if self.skip and not with_return:
+            return self.vaddr + self.skip, self.stack_adj, self.skip_insn, True
+        return self.vaddr, 0, self.first_insn, self.emulated
+
+    def row(self, with_return: bool = False) -> dict:
+        addr, _adj, insn, emulated = self.entry(with_return)
+        return {"api": self.spec.api, "call": self.spec.name, "library": self.path, "address": hex(addr),
+                "mechanism": self.mechanism, "probe_offset": addr - self.vaddr, "instruction": insn,
+                "emulated": emulated, "cost_per_call_us": (1.0 if emulated else 14.0) + (1.8 if with_return else 0.0)}
+
+
+@functools.lru_cache(maxsize=1)
+def _ldconfig() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    try:
+        text = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        text = ""
+    for line in text.splitlines()[1:]:
+        if " => " in line and "x86-64" in line:
+            name, path = line.strip().split(" => ")
+            out.setdefault(name.split()[0], []).append(path)
+    return out
+
+
+def find_libraries(soname: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """Paths of ``soname`` (a prefix match for names like ``libcudart.so``), deduplicated by real path."""
+    found = []
+    for name, paths in _ldconfig().items():
+        if name == soname or (soname.endswith(".so") and name.startswith(soname + ".")):
+            found += paths
+    for d in list(EXTRA_DIRS) + list(extra):
+        found += glob.glob(os.path.join(d, soname)) + glob.glob(os.path.join(d, soname + ".*"))
+    seen, out = set(), []
+    for p in found:
+        real = os.path.realpath(p)
+        if os.path.isfile(real) and real not in seen:
+            seen.add(real)
+            out.append(real)
+    return out
+
+
+def bundled_opencl_loaders(paths=None) -> list[str]:
+    """OpenCL ICD loaders shipped inside Python packages (pyopencl's wheel bundles its own)."""
+    out = []
+    for d in (paths if paths is not None else sys.path):
+        out += glob.glob(os.path.join(d, "*", ".libs", "libOpenCL*.so*"))
+        out += glob.glob(os.path.join(d, "*.libs", "libOpenCL*.so*"))
+    return sorted({os.path.realpath(p) for p in out})
+
+
+def _point(spec: CallSpec, path: str, vaddr: int, mechanism: str) -> AttachPoint:
+    elf = elf_file(path)
+    lo = min(s.vaddr for s in elf.segments)
+    hi = max(s.vaddr + s.filesz for s in elf.segments)
+    code = elf.read(vaddr, 32)
+    insn, emulated = first_instruction(code)
+    skip, adj, skip_insn, _ = probe_site(code)
+    return AttachPoint(spec, path, vaddr, mechanism, lo, hi, insn, emulated, skip, adj, skip_insn)
+
+
+@functools.lru_cache(maxsize=8)
+def _driver_functions(api: str, names: tuple[str, ...]) -> tuple[dict, str | None]:
+    helper = [sys.executable, "-m", "ebpftoolkit.probes.gpu._resolve_helper", {"opengl": "gl"}.get(api, api), *names]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    try:
+        res = subprocess.run(helper, capture_output=True, text=True, timeout=60, env=env)
+        data = json.loads(res.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
+        return {}, f"driver lookup failed ({exc})"
+    if not data.get("ok"):
+        return {}, f"driver lookup failed ({data.get('error')})"
+    return data["result"], None
+
+
+def resolve(specs: list[CallSpec], binaries=(), extra_libraries=()) -> tuple[list[AttachPoint], list[str]]:
+    """Attach points for ``specs``, and notes on what could not be resolved (and why)."""
+    points: list[AttachPoint] = []
+    notes: list[str] = []
+    by_api: dict[str, list[CallSpec]] = {}
+    for s in specs:
+        by_api.setdefault(s.api, []).append(s)
+    for api, group in by_api.items():
+        driver_names = tuple(s.name for s in group if s.resolve == "driver")
+        drivers, why = _driver_functions(api, driver_names) if driver_names else ({}, None)
+        if why:
+            notes.append(f"{api}: {why}; falling back to exported symbols, which miss calls made through "
+                         "GetProcAddress/vkGetDeviceProcAddr pointers")
+        for spec in group:
+            points += _resolve_one(spec, drivers.get(spec.name), binaries, extra_libraries, notes)
+    return points, notes
+
+
+def _resolve_one(spec, driver, binaries, extra_libraries, notes) -> list[AttachPoint]:
+    if spec.resolve == "driver" and driver:
+        d = driver.get("driver")
+        if d:
+            vaddr = elf_file(d["path"]).offset_to_vaddr(d["file_offset"])
+            return [_point(spec, d["path"], vaddr, "driver function behind the API dispatch")]
+        stub = driver.get("stub")
+        if stub:
+            vaddr = elf_file(stub["path"]).offset_to_vaddr(stub["file_offset"])
+            return [_point(spec, stub["path"], vaddr, "dispatch stub")]
+    libs = []
+    for soname in spec.libraries:
+        libs += find_libraries(soname, tuple(extra_libraries))
+    if spec.api == "opencl":
+        libs += bundled_opencl_loaders() + [p for p in extra_libraries if "OpenCL" in os.path.basename(p)]
+    if spec.api == "cuda":
+        libs += [os.path.realpath(b) for b in binaries]
+    mech = "exported symbol" if spec.resolve == "symbol" else "exported symbol (misses GetProcAddress-pointer calls)"
+    out = []
+    for path in dict.fromkeys(libs):
+        try:
+            addr = elf_file(path).functions.get(spec.name)
+        except (OSError, ValueError):
+            continue
+        if addr:
+            out.append(_point(spec, path, addr, mech if path not in binaries else "symbol in the executable"))
+    return out
