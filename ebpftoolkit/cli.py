@@ -36,7 +36,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def record_parser(prog: str = "ebpftoolkit record") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Record a command (or the whole machine) into a session folder.")
-    p.add_argument("--exec", dest="exec_", action="store_true", help="trace execs, forks and exits (default)")
+    p.add_argument("--exec", dest="exec_", action="store_true",
+                   help="trace execs, forks and exits (the default when no other probe is chosen)")
+    p.add_argument("--gpu", metavar="APIS", nargs="?", const="all",
+                   help="trace GPU API calls: a comma list of opengl,vulkan,opencl,cuda (default: all present)")
+    p.add_argument("--gpu-returns", choices=["default", "all", "none"], default="default",
+                   help="return probes (durations, return values): default = allocations, copies, syncs, frames")
+    p.add_argument("--pmu", metavar="EVENTS",
+                   help="count perf events per task, e.g. cycles,cache-misses or page-faults,context-switches")
+    p.add_argument("--interval", default="10ms", help="PMU time-series interval (default 10ms)")
     p.add_argument("-o", "--output", metavar="DIR", help="session folder to write (Parquet + metadata.json)")
     p.add_argument("--system-wide", action="store_true", help="trace every process, not only the command's tree")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="without a command: record this long")
@@ -44,6 +52,33 @@ def record_parser(prog: str = "ebpftoolkit record") -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...: the command to trace")
     return p
+
+
+def _record_probes(args, command, descendants_of):
+    """The probes `record` (and the %%ebpf magic) asked for, in a fixed order."""
+    from .probes.gpu import GpuTrace
+    from .probes.pmu import PmuCounters
+    probes = []
+    if args.exec_ or not (args.gpu or args.pmu):
+        probes.append(_exec_probe(args, descendants_of))
+    if args.gpu:
+        apis = None if args.gpu == "all" else args.gpu
+        binaries = [command[0]] if command and _is_elf(command[0]) else []
+        probes.append(GpuTrace(apis, descendants_of=descendants_of, returns=args.gpu_returns, binaries=binaries))
+    if args.pmu:
+        events = [e.strip() for e in args.pmu.split(",") if e.strip()]
+        probes.append(PmuCounters(events, interval=args.interval, descendants_of=descendants_of))
+    return probes
+
+
+def _is_elf(cmd: str) -> bool:
+    import shutil
+    path = cmd if os.sep in cmd else shutil.which(cmd)
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except (OSError, TypeError):
+        return False
 
 
 def _exec_probe(args, descendants_of):
@@ -59,10 +94,11 @@ def _cmd_record(argv) -> int:
     if not command and args.duration is None:
         raise SystemExit("ebpftoolkit record: give a command after --, or --duration SECONDS")
     scope = None if args.system_wide else ("command" if command else None)
-    probe = _exec_probe(args, None if scope is None else "self")
-    session = Session(probe, descendants_of=scope)
+    probes = _record_probes(args, command, None if scope is None else "self")
+    session = Session(*probes, descendants_of=scope)
     if args.ebpf:
-        print(probe.source)
+        from .session import build_program_text
+        print(build_program_text(probes, scope is not None))
         return 0
     print(f"Tracing {'the whole machine' if scope is None else ' '.join(command)}... "
           f"{'Ctrl-C to end' if not command else ''}".rstrip(), file=sys.stderr)

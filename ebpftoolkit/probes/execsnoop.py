@@ -130,7 +130,7 @@ class ExecSnoop(Probe):
         execs = _join_exits(execs, procs)
         if self._comm_re is not None:
             execs = execs[execs["comm"].map(lambda c: bool(self._comm_re.search(c)))].reset_index(drop=True)
-        return {"exec": execs[EXEC_COLUMNS], "processes": procs}
+        return {"exec": execs[EXEC_COLUMNS], "processes": procs.drop(columns=["_exit_ns", "_start_ns"])}
 
     def _execs(self, r: np.ndarray, clock) -> pd.DataFrame:
         r = np.sort(r, order="ts", kind="stable")
