@@ -1,8 +1,10 @@
 /* ebpftoolkit GpuTrace: uprobes on graphics/compute API entry points.
  *
- * ebpftoolkit generates one small wrapper per attach point (gpu_e_N for the
- * entry, gpu_r_N for the return) after this file; each calls gpu_entry() or
- * gpu_return() with constants describing the call (see GpuTrace.source).
+ * Every attach point runs gpu_entry_any (and gpu_return_any for return
+ * probes); the uprobe's BPF cookie is the attach point's index in gpu_points,
+ * which user space fills with its description before recording starts.  On
+ * kernels without uprobe cookies (before 5.15) ebpftoolkit generates one small
+ * wrapper per attach point instead (gpu_e_N / gpu_r_N, see GpuTrace.source).
  *
  * Entry records carry the six integer argument registers, three stack words
  * (arguments 7-9), the caller's return address and one optional 8-byte read
@@ -35,6 +37,19 @@ struct gpu_event {
     char comm[16];
 };
 
+struct gpu_point {
+    u64 probe_vaddr;   /* where the entry probe sits (ELF address in its library) */
+    u64 lib_lo;        /* the library's address range, for the self-call filter */
+    u64 lib_hi;
+    s32 deref_arg;     /* argument holding a pointer to read 8 bytes through, or -1 */
+    u32 deref_off;
+    s32 out_arg;       /* argument through which the call returns a handle, or -1 */
+    u32 has_ret;
+    u32 self_filter;
+    u32 stack_adj;
+};
+
+BPF_ARRAY(gpu_points, struct gpu_point, GPU_MAX_POINTS);
 BPF_HASH(gpu_out_ptr, u64, u64, 10240);      /* (tid << 32 | point) -> out pointer saved at entry */
 BPF_HASH(gpu_skip_ret, u64, u8, 10240);     /* (tid << 32 | point): the entry was internal, drop its return */
 BPF_PERCPU_ARRAY(gpu_internal, u64, 1);
@@ -126,3 +141,24 @@ static __always_inline int gpu_return(struct ebt_regs *ctx, u32 point, int has_o
     gpu_events_emit(ctx, &e, sizeof(e));
     return 0;
 }
+
+#if GPU_COOKIES
+int gpu_entry_any(struct ebt_regs *ctx)
+{
+    u32 point = (u32)bpf_get_attach_cookie(ctx);
+    struct gpu_point *p = gpu_points.lookup(&point);
+    if (!p)
+        return 0;
+    return gpu_entry(ctx, point, p->deref_arg, p->deref_off, p->out_arg, p->has_ret, p->self_filter,
+                     p->probe_vaddr, p->lib_lo, p->lib_hi, p->stack_adj);
+}
+
+int gpu_return_any(struct ebt_regs *ctx)
+{
+    u32 point = (u32)bpf_get_attach_cookie(ctx);
+    struct gpu_point *p = gpu_points.lookup(&point);
+    if (!p)
+        return 0;
+    return gpu_return(ctx, point, p->out_arg >= 0);
+}
+#endif

@@ -112,9 +112,12 @@ def test_opengl_glx_agrees_with_the_program_and_with_apitrace(build, display, tm
         assert got[c] == oracle[c], (c, got[c], oracle[c])
 
 
+@pytest.mark.parametrize("attach", ["cookies", "wrappers"])
 @bpf
-def test_vulkan_loader_and_device_proc_addr_calls(build):
-    s, df, own = trace([build / "vk_compute", "--iters", "10"], ["vulkan"])
+def test_vulkan_loader_and_device_proc_addr_calls(build, attach):
+    # "wrappers": one compiled BPF function per attach point, the path for kernels without uprobe cookies
+    s, df, own = trace([build / "vk_compute", "--iters", "10"], ["vulkan"], _wrappers=attach == "wrappers")
+    assert ("int gpu_e_0(" in s.probes[0].source) == (attach == "wrappers")
     assert own["via_getdeviceprocaddr"]["vkCmdDispatch"] > 0
     assert_agree(df, own, ["vkCmdDispatch", "vkCmdCopyBuffer", "vkQueueSubmit", "vkQueueWaitIdle",
                            "vkAllocateMemory", "vkMapMemory", "vkFreeMemory"], [])

@@ -10,6 +10,7 @@ to the compiler as ``-D`` macros.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from pathlib import Path
 
@@ -137,5 +138,9 @@ def member_offset(struct_name: str, member: str, path: str | Path = VMLINUX_BTF)
 
 
 def member_offsets(spec: dict[str, tuple[str, str]], path: str | Path = VMLINUX_BTF) -> dict[str, int]:
-    """``{"MACRO": ("struct", "member")}`` -> ``{"MACRO": offset}``."""
-    return {macro: member_offset(s, m, path) for macro, (s, m) in spec.items()}
+    """``{"MACRO": ("struct", "member")}`` -> ``{"MACRO": offset}`` (cached per kernel build)."""
+    from .cache import cached
+    uname = os.uname()
+    key = [uname.release, uname.version, str(path), sorted(spec.items())]
+    return cached("btf", key, lambda: {macro: member_offset(s, m, path) for macro, (s, m) in spec.items()},
+                  lambda _value: [path])

@@ -131,6 +131,7 @@ class Uprobe:
     fn_name: str
     ret: bool = False
     pid: int = -1
+    cookie: int | None = None   # attach with a BPF cookie (runtime/uprobe_link.py) instead of through BCC
 
 
 def import_bcc():
@@ -207,6 +208,7 @@ class BpfProgram:
         self._perf_lost: dict[str, int] = {}
         self._epoll = None
         self._raw_fds: list[int] = []
+        self._link_fds: list[int] = []         # uprobe links and their perf events (cookie uprobes)
         self._perf_prog_fds: list[int] = []    # perf events running a program (timers, tracepoints)
         self._perf_array_fds: list[int] = []   # counters in perf event arrays (open_perf_array)
         self.detached = False
@@ -273,13 +275,26 @@ class BpfProgram:
     def _attach_uprobe(self, u: Uprobe) -> None:
         attach = self.bpf.attach_uretprobe if u.ret else self.bpf.attach_uprobe
         try:
-            attach(name=u.path.encode(), addr=u.vaddr, fn_name=u.fn_name.encode(), pid=u.pid)
+            if u.cookie is None:
+                attach(name=u.path.encode(), addr=u.vaddr, fn_name=u.fn_name.encode(), pid=u.pid)
+            else:
+                self._attach_uprobe_cookie(u)
         except Exception as exc:
             raise ProbeAttachError(
                 f"could not attach {'a uretprobe' if u.ret else 'a uprobe'} to {u.path} at {u.vaddr:#x}: {exc}. "
                 "Check that the file still exists and `ebpftoolkit doctor` reports uprobes available") from exc
         self.attachments.append({"kind": "uretprobe" if u.ret else "uprobe", "target": f"{u.path}:{u.vaddr:#x}",
                                  "function": u.fn_name, "mechanism": "uprobe"})
+
+    def _attach_uprobe_cookie(self, u: Uprobe) -> None:
+        from .elf import elf_file
+        from .uprobe_link import attach_uprobe_with_cookie
+        bcc = import_bcc()
+        fn = self.bpf.load_func(u.fn_name.encode(), bcc.BPF.KPROBE)
+        offset = elf_file(u.path).vaddr_to_offset(u.vaddr)
+        fds = attach_uprobe_with_cookie(fn.fd, u.path, offset, u.cookie, retprobe=u.ret, pid=u.pid)
+        with self._lock:
+            self._link_fds.extend(fds)
 
     def _open_streams(self) -> None:
         if self.transport == "ringbuf":
@@ -312,6 +327,9 @@ class BpfProgram:
         with self._lock:
             if self.bpf is not None:
                 self.set_recording(False)
+            for fd in self._link_fds:
+                os.close(fd)
+            self._link_fds.clear()
             for fd in self._raw_fds:
                 os.close(fd)
             self._raw_fds.clear()
@@ -332,9 +350,10 @@ class BpfProgram:
             if self._epoll is not None:
                 self._epoll.close()
                 self._epoll = None
-            for fd in self._raw_fds:
+            for fd in self._raw_fds + self._link_fds:
                 os.close(fd)
             self._raw_fds.clear()
+            self._link_fds.clear()
             self._close_perf_fds(self._perf_prog_fds)
             self._close_perf_fds(self._perf_array_fds)
             if self.bpf is not None:

@@ -12,6 +12,7 @@ from ...runtime.clock import MonotonicClock
 from ...runtime.program import StreamSpec, Uprobe
 from ...runtime.records import c_struct_dtype, decode_str_array
 from ...runtime.sources import bpf_source
+from ...runtime.uprobe_link import cookies_supported
 from ..base import SELF, Probe
 from .catalogue import CallSpec, calls_for
 from .decode import calls_table
@@ -50,7 +51,7 @@ class GpuTrace(Probe):
     name = "gpu"
 
     def __init__(self, apis=None, pid: int | None = None, descendants_of=SELF, *, returns: str = "default",
-                 binaries=(), libraries=(), ring_pages: int = 1024):
+                 binaries=(), libraries=(), ring_pages: int = 1024, _wrappers: bool = False):
         if isinstance(apis, str):
             apis = [a.strip() for a in apis.split(",") if a.strip()]
         unknown = sorted(set(apis or ()) - set(APIS))
@@ -71,6 +72,8 @@ class GpuTrace(Probe):
         self.requested = list(apis) if apis else None
         self._points: list[AttachPoint] | None = None
         self.notes: list[str] = []
+        self.use_cookies = cookies_supported() and not _wrappers
+
 
     @staticmethod
     def _binary(b) -> str:
@@ -119,22 +122,41 @@ class GpuTrace(Probe):
         out = []
         for i, p in enumerate(self.points):
             addr = p.entry(self._wants_return(p.spec))[0]
-            out.append(Uprobe(p.path, addr, f"gpu_e_{i}", False, self.pid or -1))
+            cookie = i if self.use_cookies else None
+            entry, ret = ("gpu_entry_any", "gpu_return_any") if self.use_cookies else (f"gpu_e_{i}", f"gpu_r_{i}")
+            out.append(Uprobe(p.path, addr, entry, False, self.pid or -1, cookie))
             if self._wants_return(p.spec):
-                out.append(Uprobe(p.path, p.vaddr, f"gpu_r_{i}", True, self.pid or -1))
+                out.append(Uprobe(p.path, p.vaddr, ret, True, self.pid or -1, cookie))
         return out
 
-    def bpf_text(self) -> str:
-        lines = [bpf_source("gpu.c"), "// one wrapper per attach point: (point, deref arg, deref offset, out arg, "
-                                      "has return probe, self filter, probe address, library range, stack adjust)"]
+    def _point_config(self, i: int, p: AttachPoint) -> tuple:
+        s = p.spec
+        da, do = s.deref if s.deref else (-1, 0)
+        oa = -1 if s.out_arg is None else s.out_arg
+        ret = int(self._wants_return(s))
+        addr, adj, _insn, _emu = p.entry(bool(ret))
+        return addr, p.lib_lo, p.lib_hi, da, do, oa, ret, int(s.self_filter), adj
+
+    def setup(self, program) -> None:
+        """Describe every attach point in gpu_points (read by gpu_entry_any through the cookie)."""
+        table = program.table("gpu_points")
         for i, p in enumerate(self.points):
-            s = p.spec
-            da, do = s.deref if s.deref else (-1, 0)
-            oa = -1 if s.out_arg is None else s.out_arg
-            ret = int(self._wants_return(s))
-            addr, adj, _insn, _emu = p.entry(bool(ret))
+            table[table.Key(i)] = table.Leaf(*self._point_config(i, p))
+
+    def bpf_text(self) -> str:
+        head = (f"#define GPU_MAX_POINTS {max(len(self.points), 1)}\n"
+                f"#define GPU_COOKIES {int(self.use_cookies)}\n")
+        lines = [head + bpf_source("gpu.c")]
+        if self.use_cookies:
+            lines.append("// attach points (cookie = index into gpu_points):")
+            lines += [f"//   {i}: {p.spec.api} {p.spec.name} {p.path}:{p.vaddr:#x}" for i, p in enumerate(self.points)]
+            return "\n".join(lines) + "\n"
+        lines.append("// one wrapper per attach point: (point, deref arg, deref offset, out arg, has return probe, "
+                     "self filter, probe address, library range, stack adjust)")
+        for i, p in enumerate(self.points):
+            addr, lo, hi, da, do, oa, ret, sf, adj = self._point_config(i, p)
             lines.append(f"int gpu_e_{i}(struct ebt_regs *ctx) {{ return gpu_entry(ctx, {i}, {da}, {do}, {oa}, {ret}, "
-                         f"{int(s.self_filter)}, {addr:#x}, {p.lib_lo:#x}, {p.lib_hi:#x}, {adj}); }}  // {s.api} {s.name}")
+                         f"{sf}, {addr:#x}, {lo:#x}, {hi:#x}, {adj}); }}  // {p.spec.api} {p.spec.name}")
             if ret:
                 lines.append(f"int gpu_r_{i}(struct ebt_regs *ctx) {{ return gpu_return(ctx, {i}, {int(oa >= 0)}); }}")
         return "\n".join(lines) + "\n"

@@ -102,8 +102,30 @@ def _point(spec: CallSpec, path: str, vaddr: int, mechanism: str) -> AttachPoint
     return AttachPoint(spec, path, vaddr, mechanism, lo, hi, insn, emulated, skip, adj, skip_insn)
 
 
+# what decides which driver a helper process gets, besides the files it returns
+_DRIVER_ENV = ("LIBGL_ALWAYS_SOFTWARE", "MESA_LOADER_DRIVER_OVERRIDE", "GALLIUM_DRIVER", "__GLX_VENDOR_LIBRARY_NAME",
+               "__EGL_VENDOR_LIBRARY_FILENAMES", "VK_ICD_FILENAMES", "VK_DRIVER_FILES", "VK_LOADER_DRIVERS_SELECT",
+               "mesa_glthread")
+_ENTRY_LIBS = {"opengl": ("libEGL.so.1", "libglapi.so.0", "libGLX.so.0"), "vulkan": ("libvulkan.so.1",)}
+
+
 @functools.lru_cache(maxsize=8)
 def _driver_functions(api: str, names: tuple[str, ...]) -> tuple[dict, str | None]:
+    """Driver functions behind the API's dispatch, from a helper process (cached on disk)."""
+    from ...runtime.cache import cached
+    entry_libs = [p for so in _ENTRY_LIBS.get(api, ()) for p in find_libraries(so)]
+    icds = sorted(glob.glob("/usr/share/vulkan/icd.d/*.json") + glob.glob("/etc/vulkan/icd.d/*.json"))
+    key = [api, list(names), {k: os.environ.get(k) for k in _DRIVER_ENV}, entry_libs, icds]
+
+    def files(value):
+        found = [w["path"] for r in value[0].values() for w in r.values() if w]
+        return sorted(set(found + entry_libs + icds))
+
+    value = cached("driver-functions", key, lambda: list(_run_helper(api, names)), files)
+    return value[0], value[1]
+
+
+def _run_helper(api: str, names: tuple[str, ...]) -> tuple[dict, str | None]:
     helper = [sys.executable, "-m", "ebpftoolkit.probes.gpu._resolve_helper", {"opengl": "gl"}.get(api, api), *names]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]))
     try:
