@@ -75,8 +75,11 @@ def build_storm() -> str:
     return str(out)
 
 
+THREADS = 1
+
+
 def start_storm(storm, n):
-    return subprocess.Popen([storm, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return subprocess.Popen([storm, str(n // THREADS), str(THREADS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
 def finish_storm(p) -> dict:
@@ -138,7 +141,7 @@ def path_ebpftoolkit(storm, n):
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.monotonic()
     try:
-        res = s.run([storm, str(n)], input=b"go\n", capture_output=True)
+        res = s.run([storm, str(n // THREADS), str(THREADS)], input=b"go\n", capture_output=True)
     finally:
         s.stop()
     df = s.tables["syscalls"]
@@ -164,15 +167,19 @@ def startup_seconds() -> list[float]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--threads", type=int, default=1, help="generator threads (the events are split among them)")
     ap.add_argument("--skip-usual", action="store_true", help="skip path 2 (slow)")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     if os.geteuid() != 0:
         sys.exit("run as root: sudo .venv/bin/python benchmarks/ingest.py")
     n = args.events
     storm = build_storm()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu}), kernel {platform.release()}")
-    print(f"workload: {n:,} getpgid() calls from one thread (benchmarks/src/storm.c)\n")
+    n = n // THREADS * THREADS
+    print(f"workload: {n:,} getpgid() calls from {THREADS} thread(s) (benchmarks/src/storm.c)\n")
     results = {"0 untraced": path_untraced(storm, n), "1 floor: in-kernel counter": path_floor(storm, n)}
     if not args.skip_usual:
         results["2 usual BCC: perf buffer + event()"] = path_usual(storm, n)
