@@ -1,4 +1,4 @@
-"""Command line: ``ebpftoolkit doctor | record | execsnoop``.
+"""Command line: ``ebpftoolkit doctor | record | execsnoop | report | export``.
 
 The ``record`` parser is built by :func:`record_parser` so that the IPython
 magics can share exactly the same options.
@@ -171,16 +171,49 @@ def _cmd_doctor(argv) -> int:
     return 0 if doctor().ok else 1
 
 
-COMMANDS = {"doctor": _cmd_doctor, "record": _cmd_record, "execsnoop": _cmd_execsnoop}
+def _cmd_report(argv) -> int:
+    from .session import Session
+    p = argparse.ArgumentParser(prog="ebpftoolkit report",
+                                description="Write a self-contained HTML report of a saved session (no root needed).")
+    p.add_argument("session", metavar="SESSION_DIR", help="a session folder (ebpftoolkit record -o DIR)")
+    p.add_argument("-o", "--output", metavar="FILE", help="HTML file to write (default: SESSION_DIR/report.html)")
+    p.add_argument("--title", help="report title")
+    p.add_argument("--max-rows", type=int, default=200, help="rows shown per table (default 200)")
+    args = p.parse_args(argv)
+    out = Path(args.output or Path(args.session) / "report.html")
+    Session.load(args.session).to_html(out, title=args.title, max_rows=args.max_rows)
+    print(f"report written to {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _cmd_export(argv) -> int:
+    from .session import Session
+    p = argparse.ArgumentParser(prog="ebpftoolkit export", description="Export a saved session for other tools.")
+    p.add_argument("--format", choices=["chrome"], default="chrome",
+                   help="chrome: Trace Event Format JSON for chrome://tracing and ui.perfetto.dev (default)")
+    p.add_argument("session", metavar="SESSION_DIR", help="a session folder (ebpftoolkit record -o DIR)")
+    p.add_argument("-o", "--output", metavar="FILE", help="file to write (default: SESSION_DIR/trace.json)")
+    args = p.parse_args(argv)
+    out = Path(args.output or Path(args.session) / "trace.json")
+    Session.load(args.session).to_chrome_trace(out)
+    print(f"trace written to {out} ({out.stat().st_size / 1e6:.2f} MB); open it in ui.perfetto.dev or chrome://tracing")
+    return 0
+
+
+COMMANDS = {"doctor": _cmd_doctor, "record": _cmd_record, "execsnoop": _cmd_execsnoop, "report": _cmd_report,
+            "export": _cmd_export}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: ebpftoolkit {doctor,record,execsnoop} [options]\n"
+        print("usage: ebpftoolkit {doctor,record,execsnoop,report,export} [options]\n"
               "  doctor     check what this machine can trace, with fixes\n"
               "  record     record a command into a session folder: ebpftoolkit record --exec -o runs/r1 -- CMD\n"
-              "  execsnoop  print every exec live (Ctrl-C to end)", file=sys.stderr if argv else sys.stdout)
+              "  execsnoop  print every exec live (Ctrl-C to end)\n"
+              "  report     HTML report of a session folder: ebpftoolkit report runs/r1 -o report.html\n"
+              "  export     Chrome trace JSON of a session: ebpftoolkit export --format chrome runs/r1 -o trace.json",
+              file=sys.stderr if argv else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:])

@@ -328,3 +328,19 @@ class Session:
     def __repr__(self) -> str:
         state = "running" if self.running else ("recorded" if self._tables is not None else "idle")
         return f"<Session {state} probes={[p.name for p in self.probes]}>"
+
+    # -- views (ebpftoolkit.views) ---------------------------------------
+    def timeline(self, **kw):
+        """Interactive timeline for Jupyter (``ebpftoolkit.views.timeline``)."""
+        from .views import timeline
+        return timeline(self, **kw)
+
+    def to_html(self, path, **kw) -> str:
+        """Write a self-contained HTML report to ``path`` (``ebpftoolkit.views.render_html``)."""
+        from .views import render_html
+        return render_html(self, path, **kw)
+
+    def to_chrome_trace(self, path):
+        """Write Chrome Trace Event Format JSON to ``path`` (``ebpftoolkit.views.to_chrome_trace``)."""
+        from .views import to_chrome_trace
+        return to_chrome_trace(self, path)

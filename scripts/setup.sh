@@ -12,7 +12,7 @@ say() { echo "setup: $*"; }
 arch="$(dpkg --print-architecture)"
 read -r -a extra <<< "${EBPFTOOLKIT_EXTRA_APT:-}"
 pkgs=(python3-bpfcc bpfcc-tools bpftool "linux-headers-$arch" python3-venv strace linux-perf valgrind gcc make
-      "${extra[@]}")
+      chromium chromium-driver fonts-dejavu-core "${extra[@]}")
 # what the GPU API workloads need (OpenGL/Mesa, Vulkan/lavapipe, OpenCL/PoCL, Xvfb, apitrace):
 # the PACKAGES list in workloads/gpu/Makefile, read without needing make
 read -r -a gpu <<< "$(sed -n '/^PACKAGES *:=/,/^$/p' workloads/gpu/Makefile | sed 's/^PACKAGES *:=//; s/\\//g' | tr -s ' \n' ' ')"

@@ -1,0 +1,14 @@
+"""Views of a session: timelines, charts, a self-contained HTML report, Chrome-trace export.
+
+Everything here reads a Session's ``tables``, ``lost``, ``loss_windows`` and
+``metadata`` (a saved one loaded with ``Session.load`` is enough: no root, no BCC).
+"""
+from .charts import (bytes_moved, frame_times, gpu_memory, misses_by_function, miss_rate_over_time, mpki,
+                     pmu_rates, process_lifetimes)
+from .chrome_trace import to_chrome_trace
+from .report import render_html
+from .timeline import TimelineWidget, static_timeline, timeline
+
+__all__ = ["timeline", "static_timeline", "TimelineWidget", "render_html", "to_chrome_trace",
+           "miss_rate_over_time", "misses_by_function", "mpki", "frame_times",
+           "bytes_moved", "gpu_memory", "process_lifetimes", "pmu_rates"]

@@ -1,0 +1,250 @@
+"""A self-contained HTML report of a session: one file, readable offline.
+
+Figures are inline images (``data:`` URIs: SVG, or PNG when the SVG would be
+large), styles are inline, there is no script and no external resource.  All
+text from traced programs (argv, file names, comm, symbols) goes through
+Jinja2's autoescaping.  Big sessions stay small: figures are drawn from
+aggregates and tables show summaries and their first ``max_rows`` rows; the
+report says when it did so.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import gpu as ga
+from ..analysis import pmu as pa
+from ..analysis.proctree import process_tree, render_process_tree
+from . import charts
+from .charts import session_span_ns
+from .timeline import TREE_MAX, TimelineData, static_timeline
+
+__all__ = ["render_html"]
+
+SVG_LIMIT = 250_000   # bytes of SVG above which a figure is embedded as PNG instead
+
+
+def _text(v) -> str:
+    return str(v).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_IDS = {"pid", "ppid", "tid", "uid", "returncode", "exit_code", "exit_signal", "retval", "frame", "handle"}
+
+
+def _fmt(v, plain: bool = False) -> str:
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return _text(shlex.join(map(str, v)))
+    if v is None or (np.ndim(v) == 0 and pd.isna(v)):
+        return ""
+    if isinstance(v, pd.Timedelta):
+        return f"{v.total_seconds() * 1e3:.3f} ms"
+    if isinstance(v, pd.Timestamp):
+        return f"{v:%H:%M:%S.%f}"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v)) if plain else f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    return _text(v)
+
+
+def _table(df: pd.DataFrame | None, max_rows: int, columns=None) -> dict | None:
+    if df is None:
+        return None
+    columns = list(columns or df.columns)
+    head = df.head(max_rows)
+    return {"columns": [_text(c) for c in columns], "total": len(df), "shown": len(head),
+            "rows": [[_fmt(v, c in _IDS) for c, v in zip(columns, row)]
+                     for row in head[columns].itertuples(index=False, name=None)]}
+
+
+def _image(fig, alt: str) -> dict:
+    import matplotlib
+    with matplotlib.rc_context({"svg.hashsalt": "ebpftoolkit", "svg.fonttype": "path"}):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+        data, mime = buf.getvalue(), "image/svg+xml"
+        if len(data) > SVG_LIMIT:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=96, metadata={"Software": None})
+            data, mime = buf.getvalue(), "image/png"
+    return {"src": f"data:{mime};base64," + base64.b64encode(data).decode("ascii"), "alt": alt,
+            "no_data": getattr(fig, "no_data", False)}
+
+
+def _rel(ts, t0_ns: int) -> pd.Series:
+    return (pd.to_datetime(pd.Series(ts)).astype("int64") - t0_ns) / 1e9
+
+
+def _environment(session, t0_ns, end_ns, max_rows) -> dict:
+    m = getattr(session, "metadata", {}) or {}
+    env = [("kernel", m.get("kernel")), ("host", m.get("host")), ("python", m.get("python")),
+           ("ebpftoolkit", m.get("ebpftoolkit_version")), ("event transport", m.get("transport")),
+           ("scope (descendants_of)", m.get("scope")), ("recording started", m.get("start")),
+           ("recording ended", m.get("end")), ("first to last event", f"{(end_ns - t0_ns) / 1e9:.6f} s"),
+           ("BPF load time", m.get("load_seconds") and f"{m['load_seconds']} s")]
+    probes, gpu_points = [], None
+    for name, cfg in (m.get("probes") or {}).items():
+        cfg = dict(cfg)
+        points = cfg.pop("attach_points", None)
+        if points:
+            gpu_points = _table(pd.DataFrame(points), 10 * max_rows,
+                                [c for c in ("api", "call", "library", "mechanism", "returns", "cost_per_call_us")
+                                 if c in pd.DataFrame(points)])
+        probes.append((name, cfg.pop("class", ""), json.dumps(cfg, default=str)))
+    att = pd.DataFrame(m.get("attachments") or [])
+    for c in ("kind", "target", "function", "mechanism"):
+        if c not in att:
+            att[c] = None
+    att["target"] = att["target"].map(lambda t: t[2:-1] if isinstance(t, str) and t[:2] in ("b'", 'b"') else t)
+    summ = (att.assign(kind=att["kind"].fillna("?"), mechanism=att["mechanism"].fillna("?"))
+            .groupby(["mechanism", "kind"], sort=False)
+            .agg(count=("target", "size"), targets=("target", lambda t: ", ".join(map(str, pd.unique(t.dropna())[:4]))
+                                                   + (" ..." if t.nunique() > 4 else "")))
+            .reset_index()) if len(att) else att
+    cmds = pd.DataFrame(m.get("commands") or [], columns=["argv", "pid", "returncode"])
+    return {"attach_summary": _table(summ, max_rows), "env": [(k, _fmt(v)) for k, v in env if v is not None],
+            "probes": probes, "gpu_points": gpu_points,
+            "attachments": _table(att, 10 * max_rows, ["kind", "target", "function", "mechanism"]),
+            "commands": _table(cmds, max_rows)}
+
+
+def _processes(tables, t0_ns, max_rows, figs, t0) -> dict:
+    ex, procs = tables.get("exec"), tables.get("processes")
+    out = {}
+    if ex is not None and len(ex):
+        n = ex.loc[ex["retval"] == 0, "pid"].nunique()
+        lines = render_process_tree(process_tree(ex, procs)).splitlines() if n <= TREE_MAX else \
+            [f"({n:,} processes: too many to build the tree here; use ebpftoolkit.analysis.process_tree)"]
+        out["tree"] = "\n".join(lines[: 5 * max_rows]) + (f"\n... {len(lines) - 5 * max_rows:,} more"
+                                                            if len(lines) > 5 * max_rows else "")
+        shown = ex.assign(**{"t (s)": _rel(ex["ts"], t0_ns),
+                             "result": np.where(ex["retval"] == 0, "ok", ex["error"].astype(str))})
+        out["exec"] = _table(shown, max_rows, ["t (s)", "pid", "ppid", "uid", "comm", "filename", "argv", "result",
+                                               "exit_code", "exit_signal", "duration"])
+    if (ex is not None and len(ex)) or (procs is not None and len(procs)):
+        figs["lifetimes"] = _image(charts.process_lifetimes(procs, ex, t0=t0), "process lifetimes")
+    return out
+
+
+def _gpu(gpu, t0_ns, max_rows, figs, t0) -> dict:
+    lat = ga.latency(gpu)
+    for c in [c for c in lat if c.endswith("_ns")]:
+        lat[c.replace("_ns", "_us")] = lat.pop(c) / 1e3
+    fr = ga.frames(gpu)
+    stats = []
+    for pid, g in fr.groupby("pid"):
+        ft = g["frame_time"].dropna().dt.total_seconds() * 1e3
+        if len(ft):
+            stats.append({"pid": pid, "frames": len(g), "mean ms": ft.mean(), "p50 ms": ft.median(),
+                          "p95 ms": ft.quantile(0.95), "max ms": ft.max(), "fps": 1e3 / ft.mean(),
+                          "draws/frame": g["draws"].mean(), "MB up/frame": g["bytes_up"].mean() / 1e6})
+    moved = gpu[gpu["direction"].notna() & gpu["bytes"].notna()]
+    mv = (moved.assign(b=moved["bytes"].astype("int64")).groupby(["api", "direction"])
+          .agg(calls=("call", "size"), bytes=("b", "sum")).reset_index())
+    bw = ga.bandwidth(gpu)
+    if len(mv) and len(bw):
+        mv = mv.merge(bw.groupby(["api", "direction"])["call_time_bandwidth_gbs"].median().rename(
+            "median call-time GB/s").reset_index(), how="left")
+    lk = ga.leaks(gpu)
+    lk = lk.assign(**{"t (s)": _rel(lk["ts"], t0_ns)}, handle=lk["handle"].map(lambda h: f"{int(h):#x}"),
+                   caller=lk["caller"].map(lambda h: "" if pd.isna(h) else f"{int(h):#x}"))
+    for name, fn in (("frames", charts.frame_times), ("bytes", charts.bytes_moved), ("memory", charts.gpu_memory)):
+        figs[name] = _image(fn(gpu, t0=t0), name)
+    return {"latency": _table(lat, max_rows), "frames": _table(pd.DataFrame(stats), max_rows),
+            "movement": _table(mv, max_rows), "leaks": _table(lk, max_rows, ["t (s)", "pid", "api", "call", "handle",
+                                                                              "bytes", "age", "caller"]),
+            "leaked_bytes": int(lk["bytes"].fillna(0).sum()), "calls": len(gpu), "frame_count": len(fr)}
+
+
+def _pmu(pmu, max_rows, figs, t0, cachegrind, min_interval) -> dict:
+    out = {}
+    if pmu is not None and len(pmu):
+        tot = pa.pmu_totals(pmu)
+        first = [c for c in tot.columns if c not in ("pid", "comm")][:1]
+        out["totals"] = _table(tot.sort_values(first, ascending=False) if first else tot, max_rows)
+        out["scaled"] = bool(pmu["scaled"].any()) if "scaled" in pmu else False
+        figs["pmu"] = _image(charts.pmu_rates(pmu, t0=t0, min_interval=min_interval), "PMU counters over time")
+        if charts.miss_pairs(pmu["event"].unique()):
+            figs["miss_rate"] = _image(charts.miss_rate_over_time(pmu, t0=t0), "miss rate over time")
+        if "instructions" in set(map(str, pmu["event"].unique())):
+            figs["mpki"] = _image(charts.mpki(pmu, t0=t0), "MPKI over time")
+    if cachegrind is not None and len(cachegrind):
+        figs["cachegrind"] = _image(charts.misses_by_function(cachegrind), "cache misses by function")
+        cols = [c for c in ("source", "file", "function", "Ir", "D1mr", "D1mw", "DLmr", "DLmw") if c in cachegrind]
+        out["cachegrind"] = _table(cachegrind, max_rows, cols)
+    return out
+
+
+def _syscalls(tables, max_rows) -> dict | None:
+    sc, cnt = tables.get("syscalls"), tables.get("syscall_counts")
+    if sc is not None and len(sc):
+        cnt = sc.groupby(["pid", sc["syscall"].astype(str)]).size().rename("count").reset_index()
+    if cnt is None or cnt.empty:
+        return None
+    return _table(cnt.sort_values("count", ascending=False), max_rows)
+
+
+def _context(session, title, max_rows, aggregate_above, cachegrind) -> dict:
+    tables = session.tables
+    t0_ns, end_ns = session_span_ns(session)
+    t0 = pd.Timestamp(t0_ns)
+    figs: dict[str, dict] = {}
+    rows = {k: len(v) for k, v in tables.items()}
+    data = TimelineData(session)
+    tl = static_timeline(session, data=data, width=11)
+    figs["timeline"] = _image(tl, "timeline")
+    notes = [f"table {k!r} has {n:,} rows: figures are drawn from aggregates (time bins, busiest processes) and "
+             f"tables show summaries and at most their first {max_rows} rows" for k, n in rows.items()
+             if n > aggregate_above]
+    if tl.timeline_aggregated and not notes:
+        notes.append("the timeline is aggregated: more calls than it can draw one by one (time bins per process)")
+    lost = getattr(session, "lost", {}) or {}
+    lw = getattr(session, "loss_windows", None)
+    lw = lw.assign(start=_rel(lw["start"], t0_ns), end=_rel(lw["end"], t0_ns)) if lw is not None and len(lw) else None
+    gpu = tables.get("gpu")
+    ex = tables.get("exec")
+    summary = [("duration", f"{(end_ns - t0_ns) / 1e9:.3f} s"), ("processes", f"{len(data.pids):,}")]
+    if ex is not None:
+        summary += [("execs", f"{len(ex):,}"), ("failed execs", f"{int((ex['retval'] != 0).sum()):,}")]
+    ctx_gpu = _gpu(gpu, t0_ns, max_rows, figs, t0) if gpu is not None and len(gpu) else None
+    if ctx_gpu:
+        moved = gpu["bytes"].where(gpu["direction"].notna()).fillna(0).sum()
+        summary += [("GPU API calls", f"{len(gpu):,}"), ("frames", f"{ctx_gpu['frame_count']:,}"),
+                    ("bytes moved", f"{moved / 1e6:,.2f} MB"),
+                    ("never freed", f"{ctx_gpu['leaked_bytes'] / 1e6:,.2f} MB")]
+    for name in ("pmu", "syscalls"):
+        if name in rows:
+            summary.append((f"{name} records", f"{rows[name]:,}"))
+    summary.append(("lost events", f"{sum(lost.values()):,}"))
+    pmu_bin = f"{2 * data.pmu_interval * 1e3:.0f}ms"
+    return {"title": title or "ebpftoolkit session report",
+            "generated": pd.Timestamp.now().isoformat(timespec="seconds"),
+            "start": f"{t0:%Y-%m-%d %H:%M:%S.%f} UTC", "notes": notes, "summary": summary,
+            "lost": sorted(lost.items()), "lost_total": sum(lost.values()), "loss_windows": _table(lw, max_rows),
+            "tables": sorted(rows.items()), "figs": figs, "processes": _processes(tables, t0_ns, max_rows, figs, t0),
+            "gpu": ctx_gpu, "pmu": _pmu(tables.get("pmu"), max_rows, figs, t0, cachegrind, pmu_bin),
+            "syscalls": _syscalls(tables, max_rows), **_environment(session, t0_ns, end_ns, max_rows)}
+
+
+def render_html(session, path=None, *, title: str | None = None, cachegrind: pd.DataFrame | None = None,
+                max_rows: int = 200, aggregate_above: int = 100_000) -> str:
+    """The report as one HTML string; with ``path``, also written there (UTF-8).
+
+    ``cachegrind``: :func:`ebpftoolkit.pmu.simulate_cache_misses` output to chart as
+    simulated cache misses per function.  ``max_rows``: rows shown per table.
+    """
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.PackageLoader("ebpftoolkit.views", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    html = env.get_template("report.html.j2").render(**_context(session, title, max_rows, aggregate_above, cachegrind))
+    if path is not None:
+        Path(path).write_text(html, encoding="utf-8", errors="backslashreplace")
+    return html

@@ -1,0 +1,395 @@
+"""Timeline of a session on one time axis: a lane per process (lifetime bar, exec
+markers, GPU calls coloured by category, frame boundaries), PMU rates in panels
+below, lost-event windows shaded so missing data is not mistaken for idle time.
+
+:func:`static_timeline` draws a matplotlib Figure; :func:`timeline` wraps the same
+drawing in ipywidgets (time range, processes, categories, nearest-event readout).
+Both work with any subset of tables.  When more than ``max_events`` calls fall in
+the visible range they are aggregated into time bins per lane and category
+(darker = more calls), and the figure says so.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_rgba_array
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from ..analysis.proctree import process_tree
+from .charts import CATEGORY_COLORS, NAT, category_color, safe_text, session_span_ns, to_ns
+
+__all__ = ["TimelineData", "TimelineWidget", "static_timeline", "timeline"]
+
+TREE_MAX = 20_000   # processes above which lanes are in start order rather than process-tree order
+
+class TimelineData:
+    """What the timeline draws, as numpy arrays in seconds since the first event (built once)."""
+
+    def __init__(self, session, max_lanes: int = 40):
+        tables = session.tables
+        self.t0_ns, end_ns = session_span_ns(session)
+        self.t0 = pd.Timestamp(self.t0_ns)
+        self.duration = max((end_ns - self.t0_ns) / 1e9, 1e-6)
+        self.gpu, self.sys, self.exec = tables.get("gpu"), tables.get("syscalls"), tables.get("exec")
+        self._lanes(tables, max_lanes)
+        # GPU calls and syscalls: one event array sorted by time
+        parts, g, sc = [], self.gpu, self.sys
+        if g is not None and len(g):
+            parts.append(pd.DataFrame({"t": self.sec(g["ts"]), "pid": g["pid"].to_numpy(np.int64),
+                                       "d": g["duration_ns"].astype("Float64").fillna(0).to_numpy(float) / 1e9,
+                                       "cat": g["category"].astype(str).to_numpy(), "src": 0,
+                                       "idx": np.arange(len(g))}))
+        if sc is not None and len(sc):
+            parts.append(pd.DataFrame({"t": self.sec(sc["ts"]), "pid": sc["pid"].to_numpy(np.int64), "d": 0.0,
+                                       "cat": "syscall", "src": 1, "idx": np.arange(len(sc))}))
+        ev = (pd.concat(parts, ignore_index=True).sort_values("t", kind="stable") if parts else
+              pd.DataFrame({"t": [], "pid": [], "d": [], "cat": [], "src": [], "idx": []}))
+        cats = set(pd.unique(ev["cat"]))
+        self.categories = [c for c in CATEGORY_COLORS if c in cats] + sorted(cats - set(CATEGORY_COLORS))
+        self.stripes = [c for c in self.categories if c != "frame"]
+        self.ev_t, self.ev_d = ev["t"].to_numpy(float), ev["d"].to_numpy(float)
+        self.ev_cat = pd.Index(self.categories).get_indexer(ev["cat"])
+        self.ev_src, self.ev_idx = ev["src"].to_numpy(np.int8), ev["idx"].to_numpy(np.int64)
+        self.ev_lane = pd.Index(self.pids).get_indexer(ev["pid"].to_numpy(np.int64))
+        self.lane_height[np.unique(self.ev_lane)] = 1.0
+        self.max_dur = float(self.ev_d.max()) if len(self.ev_d) else 0.0
+        exs = self.exec.sort_values("ts") if self.exec is not None else pd.DataFrame(columns=["ts", "pid", "retval"])
+        self.x_t, self.x_ok, self.x_idx = self.sec(exs["ts"]), (exs["retval"] == 0).to_numpy(bool), exs.index.to_numpy()
+        self.x_lane = pd.Index(self.pids).get_indexer(exs["pid"].to_numpy(np.int64))
+        # PMU: per event, arrays sorted by time
+        self.pmu, pmu = {}, tables.get("pmu")
+        cfg = (getattr(session, "metadata", {}) or {}).get("probes", {}).get("pmu", {})
+        self.pmu_interval = (cfg.get("interval_ns") or 10_000_000) / 1e9
+        for ev_name, df in (pmu.groupby(pmu["event"].astype(str), sort=False) if pmu is not None and len(pmu) else ()):
+            df = df.sort_values("ts", kind="stable")
+            self.pmu[ev_name] = (self.sec(df["ts"]), df["pid"].to_numpy(np.int64), df["value"].to_numpy(float))
+        lw = getattr(session, "loss_windows", None)
+        lw = lw if lw is not None else pd.DataFrame(columns=["start", "end", "probe", "lost"])
+        self.loss = list(zip(self.sec(lw["start"]), self.sec(lw["end"]), lw["probe"].astype(str), lw["lost"]))
+        self.lost = {k: int(v) for k, v in (getattr(session, "lost", {}) or {}).items() if v}
+
+    def _lanes(self, tables, max_lanes: int) -> None:
+        """One lane per process: tree order first (exec), then by first appearance; the busiest shown."""
+        info: dict[int, dict] = {}
+        procs, ex = tables.get("processes"), self.exec
+        if procs is not None and len(procs):
+            start = procs["start_ts"].fillna(procs["fork_ts"]) if "fork_ts" in procs else procs["start_ts"]
+            for pid, comm, s, e in zip(procs["pid"], procs["comm"], self.sec(start), self.sec(procs["exit_ts"])):
+                info[int(pid)] = dict(comm=comm, start=s, end=self.duration if np.isnan(e) else e, n=1, first=s)
+        if ex is not None and len(ex):
+            for pid, comm, s, e, ok in zip(ex["pid"], ex["comm"], self.sec(ex["ts"]), self.sec(ex["end_ts"]),
+                                           ex["retval"] == 0):
+                d = info.setdefault(int(pid), dict(comm=comm, start=np.nan, end=np.nan, n=1, first=s))
+                if ok:
+                    d["comm"], d["start"] = comm, np.nanmin([d["start"], s])
+                    d["end"] = np.nanmax([d["end"], self.duration if np.isnan(e) else e])
+        for name in ("gpu", "pmu", "syscalls"):
+            df = tables.get(name)
+            if df is not None and len(df):
+                g = df.groupby("pid", sort=False)
+                first, comms = self.sec(g["ts"].min()), g["comm"].last() if "comm" in df else {}
+                for (pid, n), f in zip(g.size().items(), first):
+                    d = info.setdefault(int(pid), dict(comm=comms.get(pid, ""), start=np.nan, end=np.nan, n=0, first=f))
+                    d["n"] += int(n)
+        order = []
+        if ex is not None and 0 < ex.loc[ex["retval"] == 0, "pid"].nunique() <= TREE_MAX:
+            order = [int(p) for p in process_tree(ex, procs)["pid"] if int(p) in info]
+        rest = sorted(set(info) - set(order), key=lambda p: np.nan_to_num(info[p]["first"], nan=np.inf))
+        self.pids = np.array(order + rest, dtype=np.int64)
+        self.labels = [safe_text(f"{p} {info[p]['comm'] or ''}")[:28] for p in self.pids]
+        self.life = np.array([[info[p]["start"], info[p]["end"]] for p in self.pids], dtype=float).reshape(-1, 2)
+        score = np.array([info[p]["n"] for p in self.pids])
+        self.default_lanes = [int(i) for i in np.sort(np.argsort(-score, kind="stable")[:max_lanes])]
+        self.lane_height = np.full(len(self.pids) + 1, 0.4)   # lanes with calls get room for category stripes
+
+    def sec(self, s) -> np.ndarray:
+        """Timestamps -> seconds since the first event (NaT -> NaN)."""
+        v = to_ns(s)
+        return np.where(v == NAT, np.nan, (v - self.t0_ns) / 1e9)
+
+    def window(self, t0: float, t1: float, lanes, cats):
+        """Indices of the events of these lanes and categories that overlap [t0, t1]."""
+        lo, hi = np.searchsorted(self.ev_t, t0 - self.max_dur, "left"), np.searchsorted(self.ev_t, t1, "right")
+        sel = np.zeros(len(self.pids) + 1, bool)
+        sel[list(lanes)] = True
+        csel = np.array([c in cats for c in self.categories] + [False])
+        m = sel[self.ev_lane[lo:hi]] & csel[self.ev_cat[lo:hi]] & (self.ev_t[lo:hi] + self.ev_d[lo:hi] >= t0)
+        return np.arange(lo, hi)[m]
+
+    def describe(self, x: float, lanes, cats) -> str:
+        """Plain text about the event nearest to time ``x`` (seconds) among what is shown."""
+        best, text = np.inf, "no event shown"
+        idx = self.window(-np.inf, np.inf, lanes, set(cats))
+        if len(idx):
+            t, d = self.ev_t[idx], self.ev_d[idx]
+            dist = np.where((t <= x) & (x <= t + d), 0.0, np.minimum(abs(t - x), abs(t + d - x)))
+            best, text = float(dist.min()), self._event_text(idx[int(np.argmin(dist))])
+        xm = np.flatnonzero(np.isin(self.x_lane, list(lanes)))
+        if len(xm) and abs(self.x_t[j := xm[np.argmin(abs(self.x_t[xm] - x))]] - x) < best:
+            r = self.exec.loc[self.x_idx[j]]
+            res = "ok" if r["retval"] == 0 else f"failed {r['error']}"
+            text = (f"{self.x_t[j]:+.6f} s  exec pid {r['pid']} (ppid {r['ppid']}) "
+                    f"{' '.join(r['argv'] if r['argv'] is not None else [])}  [{res}]")
+        for a, b, probe, n in self.loss:
+            if a <= x <= b:
+                text += f"\ninside a lost-event window: {n} events of probe {probe} were dropped here"
+        return text
+
+    def _event_text(self, k: int) -> str:
+        t = self.ev_t[k]
+        if self.ev_src[k] == 1:
+            r = self.sys.iloc[self.ev_idx[k]]
+            return f"{t:+.6f} s  pid {r['pid']} tid {r['tid']}  syscall {r['syscall']}"
+        r = self.gpu.iloc[self.ev_idx[k]]
+        extra = [f"{c}={r[c]}" for c in ("bytes", "direction", "handle", "frame", "retval") if not pd.isna(r[c])]
+        if not pd.isna(r["duration_ns"]):
+            extra.append(f"duration={int(r['duration_ns']) / 1e3:.1f} us")
+        return (f"{t:+.6f} s  pid {r['pid']} tid {r['tid']} {r['comm']}  {r['api']} {r['call']} "
+                f"[{r['category']}]  " + " ".join(extra))
+
+
+def _merge_loss(loss, t0, t1, gap) -> list:
+    """Loss windows overlapping [t0, t1], those closer than ``gap`` merged (lost counts summed)."""
+    out = []
+    for a, b, probe, n in sorted(w for w in loss if w[1] >= t0 and w[0] <= t1):
+        if out and a - out[-1][1] <= gap:
+            pa, pb, pp, pn = out[-1]
+            out[-1] = (pa, max(pb, b), pp if probe in pp.split(",") else f"{pp},{probe}", pn + n)
+        else:
+            out.append((a, b, probe, n))
+    return out
+
+
+def _rects(x, w, y, h) -> np.ndarray:
+    """Rectangles (n, 4, 2) for a PolyCollection."""
+    return np.stack([np.c_[x, y], np.c_[x, y + h], np.c_[x + w, y + h], np.c_[x + w, y]], axis=1)
+
+
+class _Plot:
+    """The figure (built once) and the drawing of a state into it (repeatable, in place)."""
+
+    def __init__(self, data: TimelineData, n_lanes: int, width: float = 12.0, title: str | None = None):
+        self.data = data
+        units = data.lane_height[data.default_lanes[:n_lanes]].sum() if n_lanes else 1.0
+        lane_h = float(np.clip(units * (0.3 + 0.05 * len(data.stripes)), 1.2, 14))
+        events = list(data.pmu)
+        self.fig = Figure(figsize=(width, lane_h + 1.2 * len(events) + 1.3), layout="constrained")
+        gs = self.fig.add_gridspec(1 + len(events), 1, height_ratios=[lane_h] + [1.1] * len(events))
+        self.ax = self.fig.add_subplot(gs[0])
+        self.pmu_axes = {e: self.fig.add_subplot(gs[i + 1], sharex=self.ax) for i, e in enumerate(events)}
+        self.axes = [self.ax, *self.pmu_axes.values()]
+        self.fig.suptitle(safe_text(title or "session timeline"), x=0.01, ha="left", fontsize=10)
+        for a in self.axes[:-1]:
+            a.tick_params(labelbottom=False)
+        self.xlabel = f"seconds since {data.t0:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " (UTC)"
+        handles = [Patch(color=category_color(c), label=c) for c in data.stripes]
+        handles += [Line2D([], [], color="k", lw=0.8, label="frame boundary")] if "frame" in data.categories else []
+        handles += [Patch(color="#b0b0b0", label="process lifetime"),
+                    Line2D([], [], ls="", marker="^", color="tab:green", label="exec"),
+                    Line2D([], [], ls="", marker="x", color="tab:red", label="failed exec")]
+        if data.loss:
+            handles.append(Patch(facecolor="tab:red", alpha=0.25, hatch="//", label="lost events (no data)"))
+        self.ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(len(handles), 8),
+                       fontsize=7, frameon=False)
+        self.cursor = [a.axvline(np.nan, color="tab:red", lw=0.8, ls="--") for a in self.axes]
+        self._artists: list = []
+        self.aggregated = False
+
+    def draw(self, t0: float, t1: float, lanes, cats, max_events: int = 20000, bins: int = 800) -> None:
+        d, ax = self.data, self.ax
+        for a in self._artists:
+            a.remove()
+        arts, notes = [], []
+        lanes = list(lanes)
+        rank = np.full(len(d.pids) + 1, -1)    # row of each lane (-1: hidden); row r starts at y = top[r]
+        rank[lanes] = np.arange(len(lanes))
+        top = np.r_[0.0, np.cumsum(d.lane_height[lanes])]
+        ypos = np.r_[top[:-1], np.nan][rank]    # y of each lane's top, NaN when hidden
+        ax.set_ylim(max(top[-1], 0.4), 0)
+        ax.set_yticks(top[:-1] + 0.2, [d.labels[i] for i in lanes], fontsize=7)
+        arts.append(ax.add_collection(LineCollection([[(-1e12, y), (1e12, y)] for y in top[1:-1]],
+                                                     colors="0.85", linewidths=0.5)))
+        span = max(t1 - t0, 1e-9)
+        ax.set_xlim(t0, t1)   # the PMU axes share it
+        # lifetimes and exec markers
+        life = d.life[lanes] if lanes else np.zeros((0, 2))
+        ok = ~np.isnan(life).any(axis=1)
+        if ok.any():
+            y = top[:-1][ok] + 0.1
+            w = np.maximum(life[ok, 1] - life[ok, 0], span / 1500)
+            arts.append(ax.add_collection(PolyCollection(_rects(life[ok, 0], w, y, 0.2),
+                                                         facecolors="#b0b0b0", edgecolors="none")))
+        xm = (rank[d.x_lane] >= 0) & (d.x_t >= t0) & (d.x_t <= t1) if len(d.x_t) else np.zeros(0, bool)
+        for good, mk, col in ((True, "^", "tab:green"), (False, "x", "tab:red")):
+            m = xm & (d.x_ok == good)
+            if m.any():
+                arts.append(ax.scatter(d.x_t[m], ypos[d.x_lane[m]] + 0.2, marker=mk, s=18, color=col, zorder=3))
+        # GPU calls and syscalls, one stripe per category
+        ns = max(len(d.stripes), 1)
+        sh = 0.6 / ns
+        stripe = np.array([d.stripes.index(c) if c in d.stripes else -1 for c in d.categories] + [-1])
+        idx = d.window(t0, t1, lanes, set(cats) - {"frame"})
+        colors = np.array([category_color(c) for c in d.categories] or ["k"])
+        self.aggregated = len(idx) > max_events
+        if len(idx) and not self.aggregated:
+            y = ypos[d.ev_lane[idx]] + 0.35 + stripe[d.ev_cat[idx]] * sh
+            verts = _rects(d.ev_t[idx], np.maximum(d.ev_d[idx], span / 1500), y, sh * 0.9)
+            arts.append(ax.add_collection(PolyCollection(verts, facecolors=colors[d.ev_cat[idx]], edgecolors="none")))
+        elif len(idx):
+            b = np.clip(((d.ev_t[idx] - t0) / span * bins).astype(np.int64), 0, bins - 1)
+            key = (rank[d.ev_lane[idx]] * (ns + 1) + stripe[d.ev_cat[idx]]) * bins + b
+            uk, cnt = np.unique(key, return_counts=True)
+            row, rest = np.divmod(uk, (ns + 1) * bins)
+            st, bi = np.divmod(rest, bins)
+            fc = to_rgba_array(colors[np.array([d.categories.index(c) for c in d.stripes])[st]])
+            fc[:, 3] = 0.3 + 0.7 * np.log1p(cnt) / np.log1p(cnt.max())
+            verts = _rects(t0 + bi * span / bins, np.full(len(bi), span / bins), top[row] + 0.35 + st * sh, sh * 0.9)
+            arts.append(ax.add_collection(PolyCollection(verts, facecolors=fc, edgecolors="none")))
+            notes.append(f"aggregated: {len(idx):,} calls drawn as {bins} time bins per process and category "
+                         f"(darker = more); zoom in to under {max_events:,} calls to see each one")
+        # frame boundaries
+        if "frame" in d.categories and "frame" in cats:
+            fidx = d.window(t0, t1, lanes, {"frame"})
+            if len(fidx) > 500:
+                notes.append(f"{len(fidx):,} frame boundaries in range, too dense to draw (zoom in)")
+                fidx = fidx[:0]
+            if len(fidx):
+                x, y = d.ev_t[fidx], ypos[d.ev_lane[fidx]]
+                segs = np.stack([np.c_[x, y + 0.33], np.c_[x, y + 0.97]], axis=1)
+                arts.append(ax.add_collection(LineCollection(segs, colors="k", linewidths=0.6, alpha=0.7)))
+        # PMU rates below
+        pids = d.pids[lanes] if len(lanes) != len(d.pids) else None
+        for ev, pax in self.pmu_axes.items():
+            t, pid, v = d.pmu[ev]
+            lo, hi = np.searchsorted(t, [t0, t1])
+            m = slice(lo, hi) if pids is None else np.arange(lo, hi)[np.isin(pid[lo:hi], pids)]
+            bw = max(span / 300, d.pmu_interval)
+            nb = max(int(np.ceil(span / bw)), 1)
+            sums = np.bincount(np.clip(((t[m] - t0) / bw).astype(int), 0, nb - 1), weights=v[m], minlength=nb)
+            clock = ev in ("cpu-clock", "task-clock")
+            rate = sums / bw / (1e9 if clock else 1)
+            arts += pax.step(np.r_[t0 + np.arange(nb) * bw, t0 + nb * bw], np.r_[rate, rate[-1:]], where="post",
+                             color="tab:blue", lw=0.9)
+            pax.set_ylim(0, rate.max() * 1.1 if len(rate) and rate.max() > 0 else 1)
+            pax.set_ylabel(f"{ev}\n(CPUs)" if clock else f"{ev}\n(/s)", fontsize=7)
+        # lost-event windows, on every axis
+        for a, b, probe, n in _merge_loss(d.loss, t0, t1, span / 200):
+            w = max(b - a, span / 400)
+            arts += [pa.axvspan(a, a + w, facecolor="tab:red", alpha=0.25, hatch="//", edgecolor="tab:red", lw=0)
+                     for pa in self.axes]
+            arts.append(ax.text(a, 0, f" lost {n} ({probe})", fontsize=6, color="tab:red", va="top", clip_on=True))
+        if d.lost:
+            notes.append("lost events: " + ", ".join(f"{k} {v:,}" for k, v in d.lost.items()))
+        if len(lanes) < len(d.pids):
+            notes.append(f"{len(lanes)} of {len(d.pids)} processes shown")
+        self.notes = notes
+        self.axes[-1].set_xlabel("\n".join([self.xlabel, *map(safe_text, notes)]))
+        self._artists = arts
+
+    def set_cursor(self, x) -> None:
+        for ln in self.cursor:
+            ln.set_xdata([x, x])
+
+
+def _title(session) -> str:
+    m = getattr(session, "metadata", {}) or {}
+    cmd = "; ".join(" ".join(c["argv"]) for c in m.get("commands", [])[:2] if c.get("argv"))[:90]
+    return " | ".join(x for x in (cmd, m.get("host"), m.get("kernel") and f"kernel {m['kernel']}") if x)
+
+
+def static_timeline(session, *, start: float | None = None, end: float | None = None, pids=None, categories=None,
+                    max_events: int = 20000, bins: int = 800, max_lanes: int = 40, width: float = 12.0,
+                    data: TimelineData | None = None) -> Figure:
+    """The timeline as a matplotlib Figure (PNG/SVG with ``fig.savefig``).
+
+    ``start``/``end``: seconds since the first event; ``pids``: processes to show
+    (default: the ``max_lanes`` busiest); ``categories``: GPU categories and
+    ``"syscall"`` to draw (default all).
+    """
+    d = data or TimelineData(session, max_lanes=max_lanes)
+    lanes = d.default_lanes if pids is None else [i for i, p in enumerate(d.pids) if p in set(pids)]
+    p = _Plot(d, len(lanes), width, _title(session))
+    p.draw(0.0 if start is None else start, d.duration if end is None else end, lanes,
+           set(d.categories if categories is None else categories), max_events, bins)
+    p.fig.timeline_aggregated = p.aggregated
+    return p.fig
+
+
+class TimelineWidget:
+    """Interactive timeline for Jupyter: the figure is built once and redrawn in place.
+
+    Controls: time range (zoom), cursor (the readout describes the event nearest to
+    it), category toggles, process multi-select.  :meth:`zoom`, :meth:`select` and
+    :meth:`show_categories` do the same from code.  The figure is shown as a PNG
+    in an ``ipywidgets.Image``, so no interactive matplotlib backend is needed.
+    """
+
+    def __init__(self, session, *, max_events: int = 5000, bins: int = 600, max_lanes: int = 40,
+                 width: float = 12.0, dpi: int = 80):
+        import ipywidgets as W
+        self.data = d = TimelineData(session, max_lanes=max_lanes)
+        self.max_events, self.bins, self.dpi, self._hold = max_events, bins, dpi, False
+        self.plot = _Plot(d, len(d.default_lanes), width, _title(session))
+        self.fig, T, lay = self.plot.fig, d.duration, W.Layout(width="95%")
+        self.range = W.FloatRangeSlider(value=[0, T], min=0, max=T, step=T / 2000, description="time (s)",
+                                        readout_format=".4f", continuous_update=False, layout=lay)
+        self.processes = W.SelectMultiple(options=[(lbl, i) for i, lbl in enumerate(d.labels)],
+                                          value=tuple(d.default_lanes), rows=min(8, max(len(d.labels), 1)),
+                                          description="processes")
+        self.toggles = {c: W.ToggleButton(value=True, description=c, layout=W.Layout(width="auto"))
+                        for c in d.categories}
+        self.cursor = W.FloatSlider(value=0, min=0, max=T, step=T / 4000, description="cursor (s)",
+                                    readout_format=".6f", continuous_update=False, layout=lay)
+        self.reset, self.readout, self.image = W.Button(description="reset zoom"), W.HTML(), W.Image(format="png")
+        for w in (self.range, self.processes, *self.toggles.values()):
+            w.observe(self.update, names="value")
+        self.cursor.observe(self._on_cursor, names="value")
+        self.reset.on_click(lambda _b: self.zoom(0, T))
+        self.widget = W.VBox([self.image, self.range, self.cursor, self.readout,
+                              W.HBox(list(self.toggles.values())), W.HBox([self.processes, self.reset])])
+        self.update()
+
+    def zoom(self, start: float, end: float) -> None:
+        self.range.value = (max(start, 0.0), min(end, self.data.duration))
+
+    def select(self, pids) -> None:
+        self.processes.value = tuple(i for i, p in enumerate(self.data.pids) if p in set(pids))
+
+    def show_categories(self, cats) -> None:
+        self._hold = True       # one redraw, not one per button
+        try:
+            for c, t in self.toggles.items():
+                t.value = c in set(cats)
+        finally:
+            self._hold = False
+        self.update()
+
+    def update(self, *_change) -> None:
+        if self._hold:
+            return
+        t0, t1 = self.range.value
+        cats = {c for c, t in self.toggles.items() if t.value}
+        self.plot.draw(t0, max(t1, t0 + 1e-6), sorted(self.processes.value), cats, self.max_events, self.bins)
+        self._on_cursor()
+
+    def _on_cursor(self, *_change) -> None:
+        import html
+        self.plot.set_cursor(x := self.cursor.value)
+        text = self.data.describe(x, sorted(self.processes.value), [c for c, t in self.toggles.items() if t.value])
+        self.readout.value = "<pre style='margin:0'>" + html.escape(text) + "</pre>"
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png", dpi=self.dpi)
+        self.image.value = buf.getvalue()
+
+    def _repr_mimebundle_(self, **kw):
+        return self.widget._repr_mimebundle_(**kw)
+
+
+def timeline(session, **kw) -> TimelineWidget:
+    """Interactive timeline (ipywidgets); display it in a notebook cell.  See :class:`TimelineWidget`."""
+    return TimelineWidget(session, **kw)
