@@ -14,5 +14,17 @@ from .probes.syscalls import SyscallTrace  # noqa: E402
 from .session import LostEventsWarning, Session  # noqa: E402
 
 
+def load_ipython_extension(ipython):
+    """``%load_ext ebpftoolkit``: the %%ebpf, %ebpf and %execsnoop magics (see ebpftoolkit.magics)."""
+    from .magics import load_ipython_extension as _load
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    """``%unload_ext ebpftoolkit``: stop every session the magics started, remove the magics."""
+    from .magics import unload_ipython_extension as _unload
+    _unload(ipython)
+
+
 __all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "Session", "doctor", "EbpfToolkitError",
            "LostEventsWarning", "__version__"]

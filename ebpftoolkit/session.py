@@ -325,6 +325,47 @@ class Session:
         lost = sum(self.lost.values())
         return "; ".join(parts) + f"; lost events: {lost}"
 
+    def _repr_html_(self) -> str:
+        """Jupyter: a summary table (state, probes, rows per table, lost per probe in red, duration, kernel)."""
+        import html
+        e = html.escape
+        state = "running" if self.running else ("recorded" if self._tables is not None else "idle")
+        names = [p.name for p in self.probes] or list((self.metadata.get("probes") or {}))
+        try:
+            tables = self.tables if state != "idle" else {}
+            lost = self.lost if state != "idle" else {}
+        except Exception as exc:    # a display must never raise
+            tables, lost = {}, {"(error)": f"{type(exc).__name__}: {exc}"}
+        rows = "".join(f"<tr><td style='padding-left:1.5em'>{e(str(n))}</td><td>{len(df):,} rows</td></tr>"
+                       for n, df in tables.items() if not n.startswith("_"))
+
+        def lost_cell(v):
+            red = not isinstance(v, int) or v != 0
+            return f"<span style='color:#c00;font-weight:bold'>{e(str(v))}</span>" if red else e(str(v))
+        lost_rows = "".join(f"<tr><td style='padding-left:1.5em'>{e(str(k))}</td><td>{lost_cell(v)}</td></tr>"
+                            for k, v in lost.items())
+        m = self.metadata or {}
+        duration = ""
+        if m.get("start"):
+            try:
+                end = pd.Timestamp(m["end"]) if m.get("end") else pd.Timestamp.now()
+                duration = f"{(end - pd.Timestamp(m['start'])).total_seconds():.3f} s" + \
+                    ("" if m.get("end") else " (so far)")
+            except (ValueError, TypeError):
+                duration = ""
+        scope = m.get("scope", self.descendants_of)
+        scope = {None: "whole machine", "self": "this process and its descendants",
+                 "command": "the commands run()"}.get(scope, f"pid {scope} and its descendants")
+        head = [("state", state), ("probes", ", ".join(names) or "none"), ("scope", scope),
+                ("duration", duration or "-"), ("kernel", m.get("kernel") or platform.release())]
+        body = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in head)
+        if rows:
+            body += "<tr><th style='text-align:left' colspan=2>tables</th></tr>" + rows
+        if lost_rows:
+            body += "<tr><th style='text-align:left' colspan=2>lost events</th></tr>" + lost_rows
+        return f"<table class='ebpftoolkit-session'><caption style='text-align:left'><b>Session</b></caption>" \
+               f"<tbody>{body}</tbody></table>"
+
     def __repr__(self) -> str:
         state = "running" if self.running else ("recorded" if self._tables is not None else "idle")
         return f"<Session {state} probes={[p.name for p in self.probes]}>"

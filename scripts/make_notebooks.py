@@ -32,6 +32,217 @@ QUICKSTART = [
     ("md", "## The BPF side\n\n`snoop.source` is the C that was compiled; `dump_xlated()` (while running) is "
            "the kernel's translation of it."),
     ("code", "print(snoop.source[:1500])"),
+    ("md", "## The `%%ebpf` magic\n\n`%load_ext ebpftoolkit` adds `%%ebpf`: it traces this kernel and everything it "
+           "starts while the cell runs (the options are those of `ebpftoolkit record`), then shows a one-line "
+           "summary and the interactive timeline, and binds the Session to `_ebpf` (or `--var NAME`). Also: "
+           "`%ebpf doctor`, `%execsnoop 10` (every exec on the machine for 10 s, as a DataFrame) and "
+           "`%ebpf attach PID --gpu vulkan --seconds 5`. `%%ebpf?` lists every option."),
+    ("code", "%load_ext ebpftoolkit"),
+    ("code", "%%ebpf --var traced\n"
+             "subprocess.run([\"sh\", \"-c\", \"for i in 1 2 3; do ls / >/dev/null; done; sort /etc/hostname\"],\n"
+             "               capture_output=True).returncode"),
+    ("code", "assert sum(traced.lost.values()) == 0\n"
+             "traced.tables[\"exec\"].query(\"retval == 0\")[[\"ts\", \"pid\", \"ppid\", \"comm\", \"argv\"]]"),
+    ("code", "traced   # a Session shows itself as a summary table"),
+]
+
+# -- 02: GPU API calls of real programs ------------------------------------------------------
+FIND_ROOT = ("from pathlib import Path\nimport ebpftoolkit\n"
+             "# the repository (workloads/, tests/progs/): the notebook's folder or above, else the package's\n"
+             "ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents, Path(ebpftoolkit.__file__).resolve().parents[1]]\n"
+             "            if (p / \"workloads\" / \"gpu\" / \"Makefile\").is_file())")
+
+GPU_API = [
+    ("md", "# GPU API calls of real programs\n\n`GpuTrace` puts uprobes on the OpenGL, Vulkan, OpenCL and CUDA "
+           "libraries a program uses and records one row per application call: API, call, category (draw, "
+           "alloc, copy, frame...), bytes and direction, handles, return value, duration, frame number. Here: "
+           "`workloads/gpu/build/gl_egl` (OpenGL through EGL, Mesa llvmpipe, no display needed) and "
+           "`workloads/gpu/build/cl_vecadd` (OpenCL on PoCL). Each program prints its own call counts as JSON, "
+           "so the trace can be checked against them. Needs root."),
+    ("code", FIND_ROOT + "\nimport json, subprocess\n"
+             "import matplotlib.pyplot as plt\n"
+             "from ebpftoolkit import GpuTrace, Session\n"
+             "from ebpftoolkit.analysis import gpu as ga\n\n"
+             "W = ROOT / \"workloads\" / \"gpu\"\n"
+             "subprocess.run([\"make\", \"-s\", \"-C\", str(W)], check=True)   # builds once; then a no-op\n"
+             "B = W / \"build\""),
+    ("md", "## Record both programs in one session\n\n`descendants_of=\"command\"`: only what `s.run` starts."),
+    ("code", "s = Session(GpuTrace([\"opengl\", \"opencl\"]), descendants_of=\"command\")\n"
+             "with s:\n"
+             "    gl = s.run([str(B / \"gl_egl\"), \"--frames\", \"30\"], capture_output=True, check=True)\n"
+             "    cl = s.run([str(B / \"cl_vecadd\"), \"--iters\", \"20\"], capture_output=True, check=True)\n"
+             "own_gl, own_cl = (json.loads(r.stdout.decode().splitlines()[-1]) for r in (gl, cl))\n"
+             "gpu = s.tables[\"gpu\"]\n"
+             "print(s.summary())\n"
+             "gpu[[\"ts\", \"pid\", \"comm\", \"api\", \"call\", \"category\", \"bytes\", \"direction\", "
+             "\"retval\", \"duration_ns\", \"frame\"]].head(12)"),
+    ("md", "The trace agrees with what the programs say they did. `GpuTrace.overhead()` lists every attach "
+           "point (library, address, cost per call); calls with none (set-up calls such as `clSetKernelArg`) "
+           "are not recorded."),
+    ("code", "probed = set(s.probes[0].overhead()[\"call\"])\n"
+             "counts = gpu.groupby(\"call\").size()\n"
+             "check = {c: (int(counts.get(c, 0)), n) for own in (own_gl, own_cl) for c, n in own[\"calls\"].items()}\n"
+             "for call, (traced, said) in sorted(check.items()):\n"
+             "    print(f\"{call:<24} traced {traced:>4}   program says {said:>4}\" + (\"\" if call in probed else \"   (not probed)\"))\n"
+             "assert all(t == n for c, (t, n) in check.items() if c in probed)"),
+    ("md", "## Frames and draw calls (OpenGL)\n\n`ebpftoolkit.analysis.gpu.frames`: one row per frame "
+           "(up to its `eglSwapBuffers`), with the frame time and the draw calls in it."),
+    ("code", "fr = ga.frames(gpu[gpu[\"api\"] == \"opengl\"])\n"
+             "print(f\"{len(fr)} frames, {fr['draws'].sum()} draw calls, median frame time \"\n"
+             "      f\"{fr['frame_time'].median().total_seconds() * 1e3:.2f} ms\")\n"
+             "fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3))\n"
+             "a1.plot(fr[\"frame\"], fr[\"frame_time\"].dt.total_seconds() * 1e3, marker=\".\")\n"
+             "a1.set(xlabel=\"frame\", ylabel=\"frame time (ms)\", title=\"gl_egl frame times\")\n"
+             "a2.bar(fr[\"frame\"], fr[\"draws\"])\n"
+             "a2.set(xlabel=\"frame\", ylabel=\"draw calls\", title=\"draw calls per frame\")\n"
+             "plt.show()\n"
+             "assert (fr[\"draws\"] == own_gl[\"draws_per_frame\"]).all()"),
+    ("md", "## Bytes moved between host and device\n\nUploads (`glBufferData`, `glTexImage2D`, "
+           "`clEnqueueWriteBuffer`...) are h2d, read-backs (`glReadPixels`, `clEnqueueReadBuffer`) d2h."),
+    ("code", "moved = gpu[gpu[\"bytes\"].notna() & gpu[\"direction\"].notna()]\n"
+             "by_call = moved.groupby([\"api\", \"call\", \"direction\"])[\"bytes\"].sum().astype(int)\n"
+             "print(by_call.to_string())\n"
+             "dm = ga.data_movement(gpu, \"20ms\")\n"
+             "t = (dm.index - dm.index[0]).total_seconds()\n"
+             "fig, ax = plt.subplots(figsize=(11, 3))\n"
+             "bottom = 0\n"
+             "for d in [\"h2d\", \"d2h\", \"d2d\"]:\n"
+             "    ax.bar(t, dm[d] / 1e6, width=0.018, bottom=bottom, label=d, align=\"edge\")\n"
+             "    bottom = bottom + dm[d] / 1e6\n"
+             "ax.set(xlabel=\"s\", ylabel=\"MB per 20 ms\", title=\"bytes moved\"); ax.legend()\n"
+             "plt.show()\n"
+             "assert by_call.loc[(\"opencl\", \"clEnqueueWriteBuffer\", \"h2d\")] == own_cl[\"bytes\"][\"clEnqueueWriteBuffer\"]"),
+    ("md", "## Outstanding device memory (OpenCL)\n\n`memory_timeline`: bytes allocated and not yet freed, "
+           "after every allocation and free; `leaks`: allocations never freed."),
+    ("code", "mem = ga.memory_timeline(gpu)\n"
+             "cl_mem = mem[mem[\"api\"] == \"opencl\"]\n"
+             "fig, ax = plt.subplots(figsize=(11, 3))\n"
+             "ax.step((cl_mem[\"ts\"] - cl_mem[\"ts\"].iloc[0]).dt.total_seconds() * 1e3, cl_mem[\"outstanding\"] / 2**20,\n"
+             "        where=\"post\", marker=\"o\")\n"
+             "ax.set(xlabel=\"ms\", ylabel=\"MiB outstanding\", title=\"cl_vecadd: clCreateBuffer / clReleaseMemObject\")\n"
+             "plt.show()\n"
+             "print(\"peak:\", cl_mem[\"outstanding\"].max() / 2**20, \"MiB; at the end:\", cl_mem[\"outstanding\"].iloc[-1])\n"
+             "assert cl_mem[\"outstanding\"].max() == own_cl[\"bytes\"][\"clCreateBuffer\"] and cl_mem[\"outstanding\"].iloc[-1] == 0\n"
+             "ga.leaks(gpu[gpu[\"api\"] == \"opencl\"])"),
+    ("md", "## Call latency\n\nDurations come from return probes (on by default for allocations, copies, "
+           "syncs and frames)."),
+    ("code", "ga.latency(gpu).sort_values(\"count\", ascending=False).head(15)"),
+    ("code", "print(\"lost events:\", sum(s.lost.values()))\nassert sum(s.lost.values()) == 0"),
+]
+
+# -- 03: PMU counters and (simulated) cache misses ------------------------------------------
+PMU = [
+    ("md", "# PMU counters and cache misses\n\n`PmuCounters` counts perf events per task (read at every "
+           "context switch and on a timer), so a program's counts come as a time series. Hardware events "
+           "(cycles, cache misses) need a hardware PMU; this VM has none, so cache misses come from "
+           "valgrind's cachegrind instead: **simulated**, and labelled so. Needs root."),
+    ("code", FIND_ROOT + "\nimport subprocess, tempfile\n"
+             "import matplotlib.pyplot as plt\n"
+             "from ebpftoolkit import PmuCounters, Session\n"
+             "from ebpftoolkit.pmu import available_events, simulate_cache_misses\n"
+             "from ebpftoolkit.analysis.pmu import pmu_timeseries, pmu_totals\n\n"
+             "progs = Path(tempfile.mkdtemp())\n"
+             "for name in (\"pmu_work\", \"cache_pattern\"):\n"
+             "    subprocess.run([\"gcc\", \"-O2\", \"-g\", \"-o\", str(progs / name), "
+             "str(ROOT / \"tests\" / \"progs\" / f\"{name}.c\")], check=True)"),
+    ("md", "## What this machine can count\n\n`available_events()` asks the kernel (`perf_event_open`) for "
+           "every event, as `perf stat -e EVENT` would."),
+    ("code", "ev = available_events()\n"
+             "print(ev.groupby(\"type\")[\"available\"].agg([\"sum\", \"size\"]).rename(columns={\"sum\": \"available\", \"size\": \"known\"}))\n"
+             "HARDWARE = bool(ev.set_index(\"event\").loc[\"cache-misses\", \"available\"])\n"
+             "print(\"hardware cache-miss counter:\", \"yes\" if HARDWARE else \"no (\" + ev.set_index(\"event\").loc[\"cache-misses\", \"reason\"] + \")\")\n"
+             "ev[ev[\"type\"] == \"software\"]"),
+    ("md", "## Software events over time, for a real program\n\n`tests/progs/pmu_work.c` maps and touches "
+           "20000 pages in 200 rounds, sleeping 1 ms after each (a page fault per page, a context switch per "
+           "round), then spins 200 ms."),
+    ("code", "s = Session(PmuCounters([\"page-faults\", \"context-switches\", \"task-clock\"], interval=\"10ms\"),\n"
+             "            descendants_of=\"command\")\n"
+             "res = s.run([str(progs / \"pmu_work\"), \"20000\", \"200\", \"200\"], capture_output=True, check=True)\n"
+             "print(res.stdout.decode().strip())\n"
+             "pmu = s.tables[\"pmu\"]\n"
+             "mine = pmu[pmu[\"comm\"] == \"pmu_work\"]\n"
+             "pmu_totals(mine, by=\"comm\")"),
+    ("code", "ts = pmu_timeseries(mine, \"20ms\", by=\"comm\")\n"
+             "wide = ts.pivot_table(index=\"ts\", columns=\"event\", values=\"value\", aggfunc=\"sum\", fill_value=0, observed=True)\n"
+             "t = (wide.index - wide.index[0]).total_seconds()\n"
+             "fig, axes = plt.subplots(3, 1, figsize=(11, 6), sharex=True)\n"
+             "for ax, event, scale, unit in zip(axes, [\"page-faults\", \"context-switches\", \"task-clock\"], [1, 1, 1e6],\n"
+             "                                  [\"faults\", \"switches\", \"ms of CPU\"]):\n"
+             "    ax.bar(t, wide[event] / scale, width=0.018, align=\"edge\")\n"
+             "    ax.set_ylabel(f\"{unit} / 20 ms\"); ax.set_title(event, loc=\"left\", fontsize=9)\n"
+             "axes[-1].set_xlabel(\"s since the first sample\")\n"
+             "fig.suptitle(\"pmu_work 20000 200 200: software perf events (counted, not sampled)\")\n"
+             "plt.show()\n"
+             "tot = mine.groupby(\"event\", observed=True)[\"value\"].sum()\n"
+             "assert tot[\"page-faults\"] >= 20000 and tot[\"context-switches\"] >= 200"),
+    ("md", "## Cache misses\n\n`tests/progs/cache_pattern.c` has a cache-hostile loop (`hostile`: a large "
+           "stride over 64 MiB) and a cache-friendly one (`friendly`: sequential over 16 KiB), with the same "
+           "number of loads. With a hardware PMU, PmuCounters counts `cache-misses` for real; without one, "
+           "`simulate_cache_misses` runs the program under cachegrind, a cache **simulator**, and gives misses "
+           "per function."),
+    ("code", "if HARDWARE:\n"
+             "    hw = Session(PmuCounters([\"cache-misses\", \"cache-references\"]), descendants_of=\"command\")\n"
+             "    hw.run([str(progs / \"cache_pattern\"), \"5000000\"], check=True, capture_output=True)\n"
+             "    print(\"measured (hardware PMU):\")\n"
+             "    print(pmu_totals(hw.tables[\"pmu\"], by=\"comm\").to_string())\n"
+             "else:\n"
+             "    print(\"no hardware PMU on this machine: the chart below is simulated by cachegrind, not measured\")\n"
+             "sim = simulate_cache_misses([str(progs / \"cache_pattern\"), \"1000000\"], timeout=300)\n"
+             "f = sim.groupby(\"function\")[[\"Dr\", \"D1mr\", \"DLmr\"]].sum().loc[[\"hostile\", \"friendly\"]]\n"
+             "f"),
+    ("code", "fig, ax = plt.subplots(figsize=(8, 3))\n"
+             "x = range(len(f))\n"
+             "ax.bar([i - 0.2 for i in x], f[\"D1mr\"], width=0.4, label=\"L1 data read misses\")\n"
+             "ax.bar([i + 0.2 for i in x], f[\"DLmr\"], width=0.4, label=\"last-level data read misses\")\n"
+             "ax.set_xticks(list(x), [f\"{fn}()\\n{int(dr):,} loads\" for fn, dr in f[\"Dr\"].items()])\n"
+             "ax.set_ylabel(\"misses\"); ax.legend()\n"
+             "ax.set_title(\"SIMULATED cache misses (valgrind cachegrind; \" + (\"hardware counts above\" if HARDWARE else \"this VM has no hardware PMU\") + \")\")\n"
+             "plt.show()\n"
+             "print(\"simulated cache:\", \"; \".join(sim.attrs[\"desc\"]))\n"
+             "assert f.loc[\"hostile\", \"D1mr\"] > 10 * max(f.loc[\"friendly\", \"D1mr\"], 1)"),
+    ("code", "print(\"lost events:\", sum(s.lost.values()))\nassert sum(s.lost.values()) == 0"),
+]
+
+# -- 04: save, load, report, Chrome trace -----------------------------------------------------
+REPORTS = [
+    ("md", "# Save, load, HTML report, Chrome trace\n\nRecord `workloads/demo.sh` (a process tree, then a real "
+           "OpenGL and a real OpenCL program) with three probes, save it, load it back (loading needs no root), "
+           "and turn it into a self-contained HTML report and a Chrome trace (for `ui.perfetto.dev` or "
+           "`chrome://tracing`)."),
+    ("code", "%matplotlib inline\n" + FIND_ROOT + "\nimport json, subprocess, tempfile\n"
+             "from ebpftoolkit import ExecSnoop, GpuTrace, PmuCounters, Session\n"
+             "from ebpftoolkit.views import static_timeline\n\n"
+             "subprocess.run([\"make\", \"-s\", \"-C\", str(ROOT / \"workloads\" / \"gpu\")], check=True)\n"
+             "out = Path(tempfile.mkdtemp(prefix=\"ebpftoolkit-reports-\"))"),
+    ("code", "s = Session(ExecSnoop(), GpuTrace([\"opengl\", \"opencl\"]), "
+             "PmuCounters([\"page-faults\", \"context-switches\"], interval=\"10ms\"),\n"
+             "            descendants_of=\"command\")\n"
+             "with s:\n"
+             "    s.run([str(ROOT / \"workloads\" / \"demo.sh\")], capture_output=True, check=True)\n"
+             "print(s.summary())\n"
+             "s"),
+    ("md", "## Save and load"),
+    ("code", "folder = s.save(out / \"demo\")\n"
+             "print(sorted(p.name for p in Path(folder).iterdir()))\n"
+             "back = Session.load(folder)\n"
+             "for name, df in s.tables.items():\n"
+             "    assert len(back.tables[name]) == len(df), name\n"
+             "back"),
+    ("md", "## The timeline, as a static figure\n\n(`back.timeline()` is the interactive version.)"),
+    ("code", "static_timeline(back)"),
+    ("md", "## HTML report\n\nOne file with the tables, charts and environment (no network needed to view it)."),
+    ("code", "report = out / \"demo.html\"\n"
+             "back.to_html(report)\n"
+             "text = report.read_text()\n"
+             "print(f\"{report}: {len(text) / 1e6:.2f} MB\")\n"
+             "assert text.lstrip().lower().startswith(\"<!doctype html\") and \"glDrawArrays\" in text"),
+    ("md", "## Chrome trace"),
+    ("code", "trace = back.to_chrome_trace(out / \"demo.trace.json\")\n"
+             "events = json.loads(Path(trace).read_text())[\"traceEvents\"]\n"
+             "print(f\"{trace}: {len(events)} trace events\")\n"
+             "import collections\n"
+             "collections.Counter(e[\"ph\"] for e in events)"),
+    ("code", "print(\"lost events:\", sum(back.lost.values()))\nassert sum(back.lost.values()) == 0"),
 ]
 
 
@@ -40,12 +251,16 @@ def build(cells):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
                 for kind, src in cells]
+    for i, cell in enumerate(nb.cells):     # stable ids: regenerating gives the same files
+        cell["id"] = f"cell-{i:02d}"
     return nb
 
 
 def main():
     HERE.mkdir(exist_ok=True)
-    nbformat.write(build(QUICKSTART), HERE / "01_quickstart.ipynb")
+    for name, cells in (("01_quickstart", QUICKSTART), ("02_gpu_api", GPU_API), ("03_pmu_cache_misses", PMU),
+                        ("04_reports", REPORTS)):
+        nbformat.write(build(cells), HERE / f"{name}.ipynb")
 
 
 if __name__ == "__main__":

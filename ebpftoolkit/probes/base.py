@@ -143,6 +143,36 @@ class Probe:
         state = "running" if self._session is not None and self._session.running else "idle"
         return f"<{type(self).__name__} {state} {self.config()}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the probe's kind, state, scope, rows, lost events (red when non-zero) and configuration."""
+        import html
+        e = html.escape
+        s = self._session
+        state = "running" if s is not None and s.running else ("recorded" if s is not None else "idle")
+        items = [("state", state), ("scope", describe_pid_scope(self.descendants_of))]
+        lost = None
+        if s is not None:
+            try:
+                items.append(("rows", ", ".join(f"{k}: {len(v):,}" for k, v in self.tables.items())))
+                lost = self.lost
+            except Exception as exc:     # a display must never raise
+                items.append(("rows", f"{type(exc).__name__}: {exc}"))
+        try:
+            config = self.config()
+        except Exception as exc:
+            config = {"(config)": f"{type(exc).__name__}: {exc}"}
+        for k, v in config.items():
+            if isinstance(v, (list, tuple, dict)) and len(v) > 8:
+                v = f"{len(v)} items"
+            text = repr(v)
+            items.append((k, text if len(text) <= 120 else text[:117] + "..."))
+        body = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in items)
+        if lost is not None:
+            style = " style='color:#c00;font-weight:bold'" if lost else ""
+            body += f"<tr><th style='text-align:left'>lost events</th><td{style}>{lost}</td></tr>"
+        return (f"<table class='ebpftoolkit-probe'><caption style='text-align:left'><b>{e(type(self).__name__)}"
+                f"</b> (table <code>{e(self.name)}</code>)</caption><tbody>{body}</tbody></table>")
+
     def __del__(self):  # last-resort cleanup if a started probe is dropped
         try:
             if self._own_session is not None and self._own_session.running:

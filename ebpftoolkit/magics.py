@@ -1,0 +1,504 @@
+"""IPython magics: ``%load_ext ebpftoolkit``.
+
+* ``%%ebpf [record options]`` traces this kernel process and everything it starts
+  while the cell runs, with exactly the options of ``ebpftoolkit record`` (plus
+  ``--var``, ``--report``, ``--no-timeline``), then shows a one-line summary and
+  the timeline, and binds the :class:`~ebpftoolkit.Session` to ``_ebpf``.
+* ``%ebpf doctor`` / ``%ebpf attach PID [record options] [--seconds S]`` /
+  ``%ebpf stop [NAME]``.
+* ``%execsnoop [SECONDS] [filters]``: every exec on the machine for SECONDS, as a DataFrame.
+
+A thin layer over the public API: probes come from the ``record`` command's own
+parser (:func:`ebpftoolkit.cli.record_parser`), results are plain Sessions.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import html
+import shlex
+import sys
+import threading
+import time
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.display import display
+
+from .cli import _add_exec_filters, _exec_probe, _record_probes, record_parser
+
+__all__ = ["EbpfMagics", "load_ipython_extension", "unload_ipython_extension", "running_sessions",
+           "cell_parser", "attach_parser", "execsnoop_parser"]
+
+#: sessions started by the magics and not stopped yet: name -> Session (``%unload_ext`` stops them)
+_RUNNING: dict[str, object] = {}
+_BACKGROUND: dict[str, tuple] = {}     # %ebpf attach without --seconds: name -> (options, start time)
+
+
+def running_sessions() -> dict:
+    """The sessions the magics started that are still tracing (variable name -> Session)."""
+    return {k: s for k, s in _RUNNING.items() if getattr(s, "running", False)}
+
+
+# -- parsers --------------------------------------------------------------------------------------------
+def _raising(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def error(message):
+        raise UsageError(f"{parser.prog}: {message}\n{parser.format_usage().rstrip()}")
+    parser.error = error
+    return parser
+
+
+def _notebook_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("notebook options")
+    g.add_argument("--var", default="_ebpf", metavar="NAME",
+                   help="bind the Session to this variable (default _ebpf)")
+    g.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report to PATH")
+    g.add_argument("--no-timeline", action="store_true", help="do not show the interactive timeline")
+
+
+def cell_parser() -> argparse.ArgumentParser:
+    """``%%ebpf``'s options: exactly ``ebpftoolkit record``'s, plus --var, --report, --no-timeline."""
+    p = record_parser(prog="%%ebpf")
+    p.description = ("Trace this notebook's kernel process and everything it starts while the cell runs "
+                     "(the record command's options; the cell takes the place of the command). "
+                     "--system-wide traces every process; --duration keeps tracing until SECONDS have passed "
+                     "since the start; -o DIR saves the session; --ebpf prints the BPF C and does not run the cell.")
+    _notebook_options(p)
+    return _raising(p)
+
+
+def attach_parser() -> argparse.ArgumentParser:
+    """``%ebpf attach PID`` options: the record options plus --seconds and the notebook options."""
+    p = record_parser(prog="%ebpf attach PID")
+    p.description = ("Trace a running process and its descendants. With --seconds (or --duration), wait and "
+                     "show the result; without, trace in the background until `%ebpf stop`.")
+    p.add_argument("--seconds", type=float, metavar="S", help="trace for S seconds, then show the result")
+    _notebook_options(p)
+    return _raising(p)
+
+
+def execsnoop_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="%execsnoop", description="Every exec on this machine for SECONDS "
+                                "(default 10), returned as a DataFrame.")
+    p.add_argument("seconds", type=float, nargs="?", default=10.0, help="how long to watch (default 10)")
+    p.add_argument("-p", "--pid", type=int, help="only this process and its descendants")
+    _add_exec_filters(p)
+    return _raising(p)
+
+
+def _parse(parser: argparse.ArgumentParser, line: str):
+    try:
+        tokens = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{parser.prog}: {exc}") from None
+    try:
+        return parser.parse_args(tokens)
+    except SystemExit:          # -h/--help printed the help
+        return None
+
+
+COMPILING = "compiling and attaching probes (a few seconds)..."
+
+
+# -- status ---------------------------------------------------------------------------------------------
+class _Status:
+    """An ipywidgets label under a kernel with a frontend; plain lines otherwise. Never a silent wait."""
+
+    def __init__(self, shell, prefix: str, first: str):
+        self.prefix, self._w, self._tick = prefix, None, None
+        if getattr(shell, "kernel", None) is not None:       # a Jupyter kernel: a frontend can show widgets
+            try:
+                import ipywidgets as W
+                self._w = W.HTML(value=self._html(first, "#555"), layout=W.Layout(width="auto"))
+                display(self._w)
+                return
+            except Exception:       # no ipywidgets: text
+                self._w = None
+        self.set(first)
+
+    @staticmethod
+    def _html(text: str, color: str) -> str:
+        return f"<span style='color:{color};font-family:monospace'>{html.escape(text)}</span>"
+
+    def set(self, text: str, color: str = "#555") -> None:
+        self._stop_ticker()
+        if self._w is not None:
+            self._w.value = self._html(text, color)
+        else:
+            print(f"{self.prefix}: {text}", flush=True)
+
+    def final(self, text: str, color: str) -> None:
+        """The label's last state; in text mode nothing (the caller prints its own summary line)."""
+        if self._w is not None:
+            self.set(text, color)
+
+    def ticking(self, text: str) -> None:
+        """``text`` plus the elapsed time, refreshed every half second (widget only)."""
+        self.set(text + "...")
+        if self._w is None:
+            return
+        stop, t0 = threading.Event(), time.monotonic()
+
+        def run():
+            while not stop.wait(0.5):
+                try:
+                    self._w.value = self._html(f"{text} ({time.monotonic() - t0:.1f} s; interrupt the kernel "
+                                               "to stop)", "#1a6")
+                except Exception:
+                    return
+        self._tick = (stop, threading.Thread(target=run, name="ebpftoolkit-status", daemon=True))
+        self._tick[1].start()
+
+    def _stop_ticker(self) -> None:
+        if self._tick is not None:
+            stop, th = self._tick
+            self._tick = None
+            stop.set()
+            th.join(2)
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+def _root_problem() -> str | None:
+    from .doctor import check
+    c = check("root")
+    return None if c.ok else f"{c.detail}. Loading BPF programs needs root. Fix: {c.fix}"
+
+
+def _probes(args, descendants_of):
+    """The record command's probes; a configuration mistake is a usage error (no traceback)."""
+    from .errors import EbpfToolkitError
+    try:
+        return _record_probes(args, None, descendants_of=descendants_of)
+    except EbpfToolkitError as exc:
+        raise UsageError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _check_free(var: str) -> None:
+    old = _RUNNING.get(var)
+    if old is not None and getattr(old, "running", False):
+        raise UsageError(f"{var} is still tracing: `%ebpf stop {var}` first, or pass --var NAME")
+
+
+def _wait(seconds: float) -> None:
+    threading.Event().wait(max(seconds, 0.0))   # Ctrl-C (kernel interrupt) ends it
+
+
+def _stop(session) -> None:
+    """Stop a running session; a second Ctrl-C while stopping does not leave probes attached."""
+    for _ in range(3):
+        try:
+            if session.running:
+                session.stop()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def summary_line(session, seconds: float | None = None) -> str:
+    """``57 events in 1.23 s (exec 3 rows, processes 5 rows); lost events: 0``."""
+    events = sum(int(v) for v in session.metadata.get("events", {}).values())
+    rows = ", ".join(f"{name} {len(df)} rows" for name, df in session.tables.items())
+    lost = session.lost
+    total = sum(lost.values())
+    where = "" if not total else " (" + ", ".join(f"{k} {v}" for k, v in lost.items() if v) + \
+        "; see .loss_windows)"
+    dur = "" if seconds is None else f" in {seconds:.2f} s"
+    return f"{events} events{dur} ({rows}); lost events: {total}{where}"
+
+
+def show_timeline(session):
+    """Display the interactive timeline (``session.timeline()``, or ``ebpftoolkit.views.timeline``)."""
+    fn = getattr(session, "timeline", None)
+    if fn is None:
+        try:
+            from .views import timeline as _tl
+        except ImportError:
+            print("(timeline skipped: ebpftoolkit.views is not available in this version)")
+            return None
+        fn = lambda: _tl(session)   # noqa: E731
+    try:
+        w = fn()
+    except Exception as exc:       # a view problem must not lose the recording
+        print(f"(timeline not shown: {type(exc).__name__}: {exc})")
+        return None
+    display(w)
+    return w
+
+
+def write_report(session, path) -> None:
+    fn = getattr(session, "to_html", None)
+    if fn is None:
+        try:
+            from .views import render_html
+        except ImportError:
+            print("(report not written: ebpftoolkit.views is not available in this version)")
+            return
+        fn = lambda p: render_html(session, p)   # noqa: E731
+    fn(path)
+    print(f"report written to {path}")
+
+
+# -- the magics -----------------------------------------------------------------------------------------
+@magics_class
+class EbpfMagics(Magics):
+
+    @line_cell_magic
+    def ebpf(self, line: str = "", cell: str | None = None):
+        """Trace with eBPF from a notebook.
+
+        Cell magic -- trace this kernel process and everything it starts while the cell runs:
+
+            %%ebpf [--exec] [--gpu [APIS]] [--pmu EVENTS] [--var NAME] [--report PATH] [--no-timeline] ...
+            subprocess.run(["make", "-j2"])
+
+        Shows a one-line summary and the timeline, binds the Session to ``_ebpf``
+        (``--var``) -- also while the cell runs, so ``_ebpf.tables`` is live inside it.
+        If the cell raises (or is interrupted), tracing stops, what was captured is
+        kept, shown and bound, and the exception goes on.
+
+        Line magic:
+
+            %ebpf doctor                                   what this machine can trace, with fixes
+            %ebpf attach PID [record options] --seconds 5  trace a running process's tree for 5 s
+            %ebpf attach PID [record options]              ... in the background, until:
+            %ebpf stop [NAME]                              stop background sessions (all, or NAME)
+        """
+        __tracebackhide__ = True     # IPython: the cell's traceback starts at the cell, not here
+        if cell is not None:
+            return self._cell(line, cell)
+        tokens = line.split(None, 1)
+        sub, rest = (tokens[0], tokens[1] if len(tokens) > 1 else "") if tokens else ("", "")
+        if sub == "doctor":
+            from .doctor import doctor
+            doctor()
+            return None
+        if sub == "attach":
+            return self._attach(rest)
+        if sub == "stop":
+            return self._stop_background(rest.strip())
+        if sub in ("-h", "--help", "help", ""):
+            print(self.ebpf.__doc__)
+            return None
+        raise UsageError(f"%ebpf: unknown subcommand {sub!r}: use %ebpf doctor | attach PID ... | stop, "
+                         "or %%ebpf [options] as a cell magic (see %ebpf?)")
+
+    # -- %%ebpf -------------------------------------------------------------------------------------
+    def _cell(self, line: str, cell: str):
+        __tracebackhide__ = True
+        from .session import Session, build_program_text
+        args = _parse(cell_parser(), line)
+        if args is None:
+            return None
+        extra = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if extra:
+            raise UsageError(f"%%ebpf traces the cell: unexpected arguments {shlex.join(extra)!r} (run the command "
+                             "inside the cell, e.g. !make or subprocess.run([...]))")
+        scope = None if args.system_wide else "self"
+        if not args.ebpf:
+            problem = _root_problem()
+            if problem:
+                raise UsageError(f"%%ebpf: not tracing, and the cell was NOT run: {problem}")
+        probes = _probes(args, scope)
+        if args.ebpf:
+            print(build_program_text(probes, scope is not None))
+            return None
+        _check_free(args.var)
+        session = Session(*probes, descendants_of=scope)
+        who = "every process on this machine" if scope is None else "this kernel and its children"
+        status = _Status(self.shell, "%%ebpf", COMPILING)
+        self._start(session, status)
+        self.shell.user_ns[args.var] = session
+        _RUNNING[args.var] = session
+        status.ticking(f"tracing {who} while the cell runs")
+        t0 = time.monotonic()
+        try:
+            self._run_cell(cell)
+            if args.duration is not None:
+                _wait(args.duration - (time.monotonic() - t0))
+        except BaseException as exc:
+            try:
+                self._finish(session, args, status, time.monotonic() - t0, error=exc)
+            except Exception as fin_exc:        # keep the cell's exception the one that is raised
+                print(f"%%ebpf: while stopping: {type(fin_exc).__name__}: {fin_exc}", file=sys.stderr)
+            raise
+        self._finish(session, args, status, time.monotonic() - t0)
+        return None
+
+    def _start(self, session, status: _Status) -> None:
+        from .errors import EbpfToolkitError
+        try:
+            session.start()
+        except EbpfToolkitError as exc:
+            status.set(f"could not start: {exc}", "#c00")
+            raise UsageError(f"could not start tracing ({type(exc).__name__}): {exc}") from None
+        except BaseException:
+            status.set("not started", "#c00")
+            raise
+
+    def _run_cell(self, cell: str) -> None:
+        """Run the cell in the user namespace like a normal cell (the last expression is displayed)."""
+        __tracebackhide__ = True
+        shell = self.shell
+        src = shell.transform_cell(cell)
+        name = shell.compile.cache(src, shell.execution_count, raw_code=cell)
+        tree = shell.transform_ast(shell.compile.ast_parse(src, filename=name))
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(shell.compile(tree, name, "exec"), shell.user_global_ns, shell.user_ns)
+        if last is not None:
+            value = eval(shell.compile(last, name, "eval"), shell.user_global_ns, shell.user_ns)
+            if value is not None and not src.rstrip().endswith(";"):
+                shell.displayhook(value)
+
+    def _finish(self, session, args, status: _Status, seconds: float | None,
+                error: BaseException | None = None) -> None:
+        try:
+            status.set("stopping...")
+            _stop(session)
+        finally:
+            if _RUNNING.get(args.var) is session:
+                del _RUNNING[args.var]
+        line = summary_line(session, seconds)
+        lost = sum(session.lost.values())
+        took = "" if seconds is None else f" after {seconds:.2f} s"
+        if error is not None:
+            status.final(f"stopped by {type(error).__name__}{took}; what was captured is in {args.var}", "#c00")
+        else:
+            status.final(f"done{took}" + (f", but {lost} events were lost" if lost else ""),
+                         "#c00" if lost else "#1a6")
+        print(f"{args.var}: {line}")
+        if args.output:
+            print(f"session written to {session.save(args.output)}")
+        if args.report:
+            write_report(session, args.report)
+        if not args.no_timeline:
+            show_timeline(session)
+
+    # -- %ebpf attach / stop ------------------------------------------------------------------------
+    def _attach(self, rest: str):
+        from .session import Session, build_program_text
+        tokens = rest.split(None, 1)
+        if not tokens or not tokens[0].isdigit():
+            raise UsageError("%ebpf attach PID [record options] [--seconds S]: give the pid of a running process, "
+                             "e.g. %ebpf attach 1234 --gpu vulkan --seconds 5")
+        pid = int(tokens[0])
+        args = _parse(attach_parser(), tokens[1] if len(tokens) > 1 else "")
+        if args is None:
+            return None
+        if args.command or args.system_wide:
+            raise UsageError("%ebpf attach traces PID and its descendants: it takes no command and no --system-wide")
+        import os
+        if not os.path.exists(f"/proc/{pid}"):
+            raise UsageError(f"%ebpf attach: no process {pid} (is it still running? see `ps`)")
+        if not args.ebpf:
+            problem = _root_problem()
+            if problem:
+                raise UsageError(f"%ebpf attach: not tracing: {problem}")
+        probes = _probes(args, pid)
+        if args.ebpf:
+            print(build_program_text(probes, True))
+            return None
+        _check_free(args.var)
+        session = Session(*probes, descendants_of=pid)
+        status = _Status(self.shell, "%ebpf", COMPILING)
+        self._start(session, status)
+        self.shell.user_ns[args.var] = session
+        _RUNNING[args.var] = session
+        seconds = args.seconds if args.seconds is not None else args.duration
+        if seconds is None:
+            status.set(f"tracing pid {pid} and its descendants in the background as {args.var}; "
+                       f"`%ebpf stop {args.var}` to end", "#1a6")
+            _BACKGROUND[args.var] = (args, time.monotonic())
+            return None
+        status.ticking(f"tracing pid {pid} and its descendants for {seconds:g} s")
+        t0 = time.monotonic()
+        try:
+            _wait(seconds)
+        except KeyboardInterrupt:
+            pass                                     # Ctrl-C ends the wait early; keep what was captured
+        self._finish(session, args, status, time.monotonic() - t0)
+        return None
+
+    def _stop_background(self, names: str):
+        targets = names.split() or [k for k, s in _RUNNING.items() if s.running]
+        if not targets:
+            print("%ebpf stop: no session is tracing")
+            return None
+        for name in targets:
+            session = _RUNNING.get(name)
+            if session is None or not session.running:
+                raise UsageError(f"%ebpf stop: {name!r} is not a running session; running: "
+                                 f"{sorted(running_sessions()) or 'none'}")
+            args, t0 = _BACKGROUND.pop(name, (None, None))
+            if args is None:
+                args = argparse.Namespace(var=name, output=None, report=None, no_timeline=False)
+            seconds = None if t0 is None else time.monotonic() - t0
+            self._finish(session, args, _Status(self.shell, "%ebpf", f"stopping {name}..."), seconds)
+        return None
+
+    # -- %execsnoop ---------------------------------------------------------------------------------
+    @line_magic
+    def execsnoop(self, line: str = ""):
+        """Every exec on this machine (or below -p PID) for SECONDS (default 10): returns the DataFrame.
+
+            %execsnoop 10
+            df = %execsnoop 5 --comm '^(cc|ld)' --failed
+        """
+        from .session import Session
+        args = _parse(execsnoop_parser(), line)
+        if args is None:
+            return None
+        problem = _root_problem()
+        if problem:
+            raise UsageError(f"%execsnoop: not tracing: {problem}")
+        session = Session(_exec_probe(args, args.pid), descendants_of=args.pid)
+        status = _Status(self.shell, "%execsnoop", COMPILING)
+        self._start(session, status)
+        key = f"execsnoop-{id(session)}"
+        _RUNNING[key] = session
+        where = "this machine" if args.pid is None else f"pid {args.pid} and its descendants"
+        status.ticking(f"watching every exec on {where} for {args.seconds:g} s")
+        t0 = time.monotonic()
+        try:
+            _wait(args.seconds)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            status.set("stopping...")
+            _stop(session)
+            _RUNNING.pop(key, None)
+        df = session.tables["exec"]
+        lost = sum(session.lost.values())
+        status.final(f"done: {len(df)} execs in {time.monotonic() - t0:.1f} s; lost events: {lost}",
+                     "#c00" if lost else "#1a6")
+        print(f"%execsnoop: {len(df)} execs in {time.monotonic() - t0:.1f} s; lost events: {lost}")
+        return df
+
+
+def _with_help(fn, parser: argparse.ArgumentParser) -> None:
+    fn.__doc__ = (fn.__doc__ or "") + "\n" + parser.format_help()
+
+
+_with_help(EbpfMagics.ebpf, cell_parser())
+_with_help(EbpfMagics.execsnoop, execsnoop_parser())
+
+
+# -- extension hooks --------------------------------------------------------------------------------------
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(EbpfMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """Stop every session the magics started, then remove the magics."""
+    for name, session in list(_RUNNING.items()):
+        if getattr(session, "running", False):
+            print(f"ebpftoolkit: stopping {name} (the extension is being unloaded)")
+            _stop(session)
+        _RUNNING.pop(name, None)
+    _BACKGROUND.clear()
+    mm = ipython.magics_manager
+    for kind, names in (("line", ("ebpf", "execsnoop")), ("cell", ("ebpf",))):
+        for n in names:
+            mm.magics[kind].pop(n, None)
+    mm.registry.pop("EbpfMagics", None)
