@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 1: set the machine up (idempotent), record the shipped workload
 # (a process tree, an OpenGL and an OpenCL program) with exec snoop, GPU API
-# tracing and software PMU counters, and write the result under runs/demo.
+# tracing and software PMU counters, and write the result under runs/demo
+# (tables, summary.txt, report.html, trace.json).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 scripts/setup.sh
@@ -37,3 +38,6 @@ open(f"{out}/summary.txt", "w").write(summary)
 print(summary)
 print(f"result: {out}/ (exec, processes, gpu and pmu tables as Parquet, metadata.json, summary.txt)")
 PY
+.venv/bin/ebpftoolkit report "$out" -o "$out/report.html"
+.venv/bin/ebpftoolkit export --format chrome "$out" -o "$out/trace.json"
+echo "report: $out/report.html (self-contained; open it in a browser), Chrome trace: $out/trace.json"
