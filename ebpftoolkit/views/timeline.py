@@ -336,6 +336,9 @@ class TimelineWidget:
         self.max_events, self.bins, self.dpi, self._hold = max_events, bins, dpi, False
         self.plot = _Plot(d, len(d.default_lanes), width, _title(session))
         self.fig, T, lay = self.plot.fig, d.duration, W.Layout(width="95%")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        FigureCanvasAgg(self.fig)          # drawn off-screen, shown as PNG
+        self.fig.set_dpi(dpi)
         self.range = W.FloatRangeSlider(value=[0, T], min=0, max=T, step=T / 2000, description="time (s)",
                                         readout_format=".4f", continuous_update=False, layout=lay)
         self.processes = W.SelectMultiple(options=[(lbl, i) for i, lbl in enumerate(d.labels)],
@@ -375,6 +378,16 @@ class TimelineWidget:
         t0, t1 = self.range.value
         cats = {c for c, t in self.toggles.items() if t.value}
         self.plot.draw(t0, max(t1, t0 + 1e-6), sorted(self.processes.value), cats, self.max_events, self.bins)
+        # draw everything but the cursor once; cursor moves then only redraw the cursor (blitting)
+        canvas = self.fig.canvas
+        for ln in self.plot.cursor:
+            ln.set_visible(False)
+        canvas.draw()
+        if self.fig.get_layout_engine() is not None:
+            self.fig.set_layout_engine("none")   # the layout is set by the first draw; redoing it cost ~40%
+        self._background = canvas.copy_from_bbox(self.fig.bbox)
+        for ln in self.plot.cursor:
+            ln.set_visible(True)
         self._on_cursor()
 
     def _on_cursor(self, *_change) -> None:
@@ -382,9 +395,21 @@ class TimelineWidget:
         self.plot.set_cursor(x := self.cursor.value)
         text = self.data.describe(x, sorted(self.processes.value), [c for c, t in self.toggles.items() if t.value])
         self.readout.value = "<pre style='margin:0'>" + html.escape(text) + "</pre>"
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png", dpi=self.dpi)
-        self.image.value = buf.getvalue()
+        canvas = self.fig.canvas
+        canvas.restore_region(self._background)
+        for ln in self.plot.cursor:
+            ln.axes.draw_artist(ln)
+        self.image.value = self._png(canvas)
+
+    @staticmethod
+    def _png(canvas) -> bytes:
+        """The canvas as PNG, encoded with light compression (encoding dominated the redraw time)."""
+        from PIL import Image
+        buf = canvas.buffer_rgba()
+        w, h = canvas.get_width_height(physical=True)
+        out = io.BytesIO()
+        Image.frombuffer("RGBA", (w, h), buf, "raw", "RGBA", 0, 1).save(out, format="PNG", compress_level=1)
+        return out.getvalue()
 
     def _repr_mimebundle_(self, **kw):
         return self.widget._repr_mimebundle_(**kw)
