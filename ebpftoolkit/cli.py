@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import sys
 import threading
 from pathlib import Path

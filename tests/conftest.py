@@ -7,6 +7,7 @@ hardware PMU absent).
 """
 from __future__ import annotations
 
+import html.parser
 import os
 import shutil
 import subprocess
@@ -104,3 +105,18 @@ def our_bpf_programs() -> list[str]:
                          check=True).stdout
     ours = ("exec_on_", "ebt_track_", "tracepoint__sy", "tracepoint__sc", "pmu_on_")
     return [line for line in out.splitlines() if any(f" name {o}" in line for o in ours)]
+
+
+class HtmlTags(html.parser.HTMLParser):
+    """Start tags (with attributes) and text of an HTML document, for report checks."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)

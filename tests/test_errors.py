@@ -1,11 +1,9 @@
 """Typed errors a user can hit, provoked for real."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-import pytest
 
 from conftest import bpf
 

@@ -6,7 +6,6 @@ would show holes; the DOM is dumped after loading to check figures and escaping.
 """
 from __future__ import annotations
 
-import html.parser
 import os
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from conftest import HtmlTags  # noqa: E402
 
 from ebpftoolkit import Session  # noqa: E402
 from ebpftoolkit.views import render_html  # noqa: E402
@@ -39,23 +40,10 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)})
 
 
-class _Dom(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def dump_dom(tmp_path: Path, page: Path) -> _Dom:
+def dump_dom(tmp_path: Path, page: Path) -> HtmlTags:
     res = chromium(tmp_path, "--dump-dom", page.as_uri())
     assert res.returncode == 0 and "<body" in res.stdout, res.stderr[-2000:]
-    dom = _Dom()
+    dom = HtmlTags()
     dom.feed(res.stdout)
     return dom
 

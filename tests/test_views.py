@@ -6,7 +6,6 @@ table to a real session's metadata, and one records 1M real syscalls (root).
 """
 from __future__ import annotations
 
-import html.parser
 import itertools
 import json
 import math
@@ -26,7 +25,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from conftest import bpf  # noqa: E402
+from conftest import HtmlTags, bpf  # noqa: E402
 from ebpftoolkit import Session, SyscallTrace  # noqa: E402
 from ebpftoolkit.cli import main  # noqa: E402
 from ebpftoolkit.views import (bytes_moved, frame_times, gpu_memory, misses_by_function, miss_rate_over_time,  # noqa
@@ -272,21 +271,8 @@ def test_readout_escapes_text_from_traced_programs():
 
 
 # -- HTML report --------------------------------------------------------------------------
-class _Tags(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse(doc: str) -> _Tags:
-    p = _Tags()
+def parse(doc: str) -> HtmlTags:
+    p = HtmlTags()
     p.feed(doc)
     return p
 

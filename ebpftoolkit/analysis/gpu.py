@@ -1,7 +1,6 @@
 """Pure functions on GpuTrace's table (``Session.tables["gpu"]``)."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["frames", "data_movement", "bandwidth", "memory_timeline", "leaks", "latency"]

@@ -27,7 +27,7 @@ Fields:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from ...errors import ProbeConfigError
 
