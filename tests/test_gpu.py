@@ -202,7 +202,9 @@ def test_attach_to_a_running_gl_program_and_detach(build):
         assert swaps > 3
         draws = df[df["category"] == "draw"].groupby("frame").size()
         inner = draws.iloc[1:-1]          # frames seen from start to end (the first and last may be cut)
-        assert len(inner) > 1 and (inner == 8).all()
+        assert len(inner) > 1 and (inner <= 8).all()
+        # every frame has its 8 draws, except where events were lost, and those are counted
+        assert (8 - inner).sum() <= g.lost
         assert p.poll() is None                                     # still running after detach
         time.sleep(0.3)
         assert p.poll() is None

@@ -51,7 +51,7 @@ class GpuTrace(Probe):
     name = "gpu"
 
     def __init__(self, apis=None, pid: int | None = None, descendants_of=SELF, *, returns: str = "default",
-                 binaries=(), libraries=(), ring_pages: int = 1024, _wrappers: bool = False):
+                 binaries=(), libraries=(), ring_pages: int = 4096, _wrappers: bool = False):
         if isinstance(apis, str):
             apis = [a.strip() for a in apis.split(",") if a.strip()]
         unknown = sorted(set(apis or ()) - set(APIS))
