@@ -44,6 +44,10 @@ def record_parser(prog: str = "ebpftoolkit record") -> argparse.ArgumentParser:
     p.add_argument("--pmu", metavar="EVENTS",
                    help="count perf events per task, e.g. cycles,cache-misses or page-faults,context-switches")
     p.add_argument("--interval", default="10ms", help="PMU time-series interval (default 10ms)")
+    p.add_argument("--pmu-sample", metavar="EVENT[:PERIOD]",
+                   help="sample a perf event: one row per PERIOD events (ns for cpu-clock/task-clock, default "
+                        "1000000) with the function it hit, e.g. cpu-clock:1000000 (table pmu_samples)")
+    p.add_argument("--stacks", action="store_true", help="with --pmu-sample: record the user stack of each sample")
     p.add_argument("-o", "--output", metavar="DIR", help="session folder to write (Parquet + metadata.json)")
     p.add_argument("--system-wide", action="store_true", help="trace every process, not only the command's tree")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="without a command: record this long")
@@ -57,8 +61,9 @@ def _record_probes(args, command, descendants_of):
     """The probes `record` (and the %%ebpf magic) asked for, in a fixed order."""
     from .probes.gpu import GpuTrace
     from .probes.pmu import PmuCounters
+    from .errors import ProbeConfigError
     probes = []
-    if args.exec_ or not (args.gpu or args.pmu):
+    if args.exec_ or not (args.gpu or args.pmu or args.pmu_sample):
         probes.append(_exec_probe(args, descendants_of))
     if args.gpu:
         apis = None if args.gpu == "all" else args.gpu
@@ -67,6 +72,16 @@ def _record_probes(args, command, descendants_of):
     if args.pmu:
         events = [e.strip() for e in args.pmu.split(",") if e.strip()]
         probes.append(PmuCounters(events, interval=args.interval, descendants_of=descendants_of))
+    if args.stacks and not args.pmu_sample:
+        raise ProbeConfigError("--stacks goes with --pmu-sample EVENT[:PERIOD]")
+    if args.pmu_sample:
+        event, _, period = args.pmu_sample.strip().partition(":")
+        try:
+            period = int(period) if period.strip() else None
+        except ValueError:
+            raise ProbeConfigError(f"--pmu-sample takes EVENT[:PERIOD] with an integer period, e.g. "
+                                   f"cpu-clock:1000000, got {args.pmu_sample!r}") from None
+        probes.append(PmuCounters.sampler(event.strip(), period, stacks=args.stacks, descendants_of=descendants_of))
     return probes
 
 

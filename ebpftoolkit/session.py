@@ -132,6 +132,9 @@ class Session:
                     seed_tracked(program.table("ebt_tracked"), seed)
             self._clock = MonotonicClock.sample()
             self._collector = Collector(program, self.poll_interval)
+            for p in self.probes:   # probe hook: raw records as they arrive (PmuSampler reads /proc/PID/maps)
+                if hasattr(p, "on_records"):
+                    self._collector.add_listener(p.on_records)
             self._collector.start()
             program.set_recording(True)
         except BaseException:

@@ -1,6 +1,7 @@
 """Pure functions on PmuCounters tables: totals, time series, derived metrics.
 
-Input: the tidy ``pmu`` table (one row per charge and event: ts, pid, comm,
+:func:`top_functions` ranks functions in PmuSampler's ``pmu_samples`` table.
+Otherwise the input is the tidy ``pmu`` table (one row per charge and event: ts, pid, comm,
 event, value...) or the output of :func:`pmu_timeseries`.  Every function
 groups by ``by`` (default ``"pid"``); with ``interval`` it also bins ``ts``
 (each charge counts in the bin holding its ``ts``, the end of the charged
@@ -13,7 +14,7 @@ import pandas as pd
 
 from ..errors import ProbeConfigError
 
-__all__ = ["pmu_totals", "pmu_timeseries", "ipc", "miss_rate", "mpki"]
+__all__ = ["pmu_totals", "pmu_timeseries", "ipc", "miss_rate", "mpki", "top_functions"]
 
 
 def _keys(by) -> list[str]:
@@ -129,3 +130,39 @@ def mpki(df: pd.DataFrame, misses="cache-misses", interval=None, by="pid") -> pd
     out["mpki"] = _ratio(out["misses"], out["instructions"], 1000.0)
     out.attrs["misses"] = misses
     return out
+
+
+UNKNOWN = "[unknown]"
+
+
+def top_functions(samples: pd.DataFrame, n: int | None = 20, inclusive: bool = False) -> pd.DataFrame:
+    """Functions ranked by samples: columns symbol, module, samples, share (of all samples), most first.
+
+    ``samples``: PmuSampler's table (``session.tables["pmu_samples"]``), or any
+    subset of its rows.  Self samples by default: the function the sample
+    interrupted (unresolved addresses count under symbol ``"[unknown]"``, with
+    their module where known; ``sym_status`` says why).  ``inclusive=True``
+    counts each function once per sample whose stack holds it (needs
+    ``stacks=True``; module is then empty and shares add up to more than 1).
+    ``n``: rows kept (None: all).
+    """
+    need = ["stack"] if inclusive else ["symbol", "module"]
+    missing = [c for c in need if c not in samples.columns]
+    if missing:
+        raise ProbeConfigError(f"the table lacks columns {missing}: pass PmuSampler's table "
+                               "(session.tables['pmu_samples'])" + (", recorded with stacks=True" if inclusive else ""))
+    total = len(samples)
+    if inclusive:
+        frames = pd.Series([f for st in samples["stack"] for f in dict.fromkeys(st)], dtype=object)
+        counts = frames.value_counts(sort=False).rename_axis("symbol").reset_index(name="samples")
+        counts.insert(1, "module", "")
+    else:
+        keys = pd.DataFrame({"symbol": samples["symbol"].fillna(UNKNOWN).astype(str),
+                             "module": samples["module"].fillna(UNKNOWN).astype(str)})
+        counts = keys.groupby(["symbol", "module"], sort=False).size().reset_index(name="samples")
+    counts["samples"] = counts["samples"].astype(np.int64)
+    counts["share"] = counts["samples"] / max(total, 1)
+    counts = counts.sort_values(["samples", "symbol"], ascending=[False, True], kind="stable")
+    if n is not None:
+        counts = counts.head(n)
+    return counts.reset_index(drop=True)[["symbol", "module", "samples", "share"]]

@@ -76,12 +76,41 @@ class PmuCounters(Probe):
     whose comm is the program, since a command started by ``Session.run``
     first runs Python code between fork and exec (recorded under the
     parent's comm).
+
+    Sampling (which functions the events happen in): ``PmuCounters(sample="cpu-clock",
+    period=1_000_000, stacks=True)`` or ``PmuCounters.sampler(...)`` give a
+    :class:`~ebpftoolkit.probes.pmu_sample.PmuSampler` (table ``pmu_samples``).
     """
 
     name = "pmu"
     cachegrind = staticmethod(simulate_cache_misses)
 
-    def __init__(self, events, interval="10ms", descendants_of=SELF, *, ring_pages: int = 1024):
+    def __new__(cls, events=None, *args, sample=None, period=None, stacks=False, **kw):
+        """``PmuCounters(sample=EVENT, period=N, stacks=...)`` is :meth:`sampler`: it returns a
+        :class:`~ebpftoolkit.probes.pmu_sample.PmuSampler` (table ``pmu_samples``), not a counter."""
+        if sample is None:
+            if period is not None or stacks:
+                raise ProbeConfigError("period= and stacks= are for sampling: PmuCounters(sample='cpu-clock', "
+                                       "period=1_000_000, stacks=True)")
+            return super().__new__(cls)
+        if events is not None or args or "interval" in kw:
+            raise ProbeConfigError("sample= records samples of one event; it takes no events or interval "
+                                   "(count those with another PmuCounters in the same Session)")
+        return cls.sampler(sample, period, stacks, **kw)
+
+    @classmethod
+    def sampler(cls, event, period=None, stacks=False, descendants_of=SELF, **kw):
+        """Sampling mode: a :class:`~ebpftoolkit.probes.pmu_sample.PmuSampler` recording one row per
+        ``period``-th ``event`` (ns for cpu-clock/task-clock) with the function and, with ``stacks``,
+        the user stack: ``PmuCounters.sampler("cpu-clock", 1_000_000, stacks=True)``."""
+        from .pmu_sample import PmuSampler
+        return PmuSampler(event, period, stacks, descendants_of, **kw)
+
+    def __init__(self, events=None, interval="10ms", descendants_of=SELF, *, ring_pages: int = 1024,
+                 sample=None, period=None, stacks=False):
+        if events is None:
+            raise ProbeConfigError("give the events to count, e.g. PmuCounters(['page-faults', "
+                                   "'context-switches']), or sample='cpu-clock' to sample one")
         evs = resolve_events(events)
         if len(evs) > MAX_EVENTS:
             raise ProbeConfigError(f"at most {MAX_EVENTS} events per PmuCounters, got {len(evs)}")

@@ -12,6 +12,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import ProbeConfigError
 
 __all__ = ["ElfFile", "elf_file", "first_instruction"]
@@ -19,6 +21,8 @@ __all__ = ["ElfFile", "elf_file", "first_instruction"]
 _SHT_SYMTAB, _SHT_DYNSYM = 2, 11
 _STT_FUNC, _STT_GNU_IFUNC = 2, 10
 _PT_LOAD = 1
+_SYM = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
+                 ("size", "<u8")])   # Elf64_Sym, 24 bytes
 
 
 @dataclass(frozen=True)
@@ -45,24 +49,31 @@ class ElfFile:
                 self.segments.append(Segment(vaddr, off, filesz))
         self.sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
 
-    @functools.cached_property
-    def functions(self) -> dict[str, int]:
-        """Function name -> ELF virtual address (exported names win over local ones)."""
-        out: dict[str, int] = {}
-        for kind in (_SHT_SYMTAB, _SHT_DYNSYM):   # dynsym last so it overrides
+    def _function_symbols(self):
+        """(name, address, size) of every function symbol: .symtab's, then .dynsym's."""
+        for kind in (_SHT_SYMTAB, _SHT_DYNSYM):
             for sec in self.sections:
                 if sec[1] != kind:
                     continue
-                _n, _t, _f, _a, off, size, link, _i, _al, entsize = sec
+                _n, _t, _f, _a, off, size, link, _i, _al, _entsize = sec
                 stroff = self.sections[link][4]
-                for j in range(size // (entsize or 24)):
-                    name_off, info, _other, shndx, value, _size = struct.unpack_from("<IBBHQQ", self._data, off + j * 24)
-                    if shndx == 0 or value == 0 or (info & 0xF) not in (_STT_FUNC, _STT_GNU_IFUNC):
-                        continue
+                syms = np.frombuffer(self._data, _SYM, count=size // 24, offset=off)
+                kind_ = syms["info"] & 0xF
+                keep = (syms["shndx"] != 0) & (syms["value"] != 0) & ((kind_ == _STT_FUNC) | (kind_ == _STT_GNU_IFUNC))
+                for name_off, value, sym_size in zip(syms["name"][keep].tolist(), syms["value"][keep].tolist(),
+                                                     syms["size"][keep].tolist()):
                     end = self._data.index(b"\0", stroff + name_off)
-                    name = self._data[stroff + name_off:end].decode(errors="replace").split("@", 1)[0]
-                    out[name] = value
-        return out
+                    yield self._data[stroff + name_off:end].decode(errors="replace").split("@", 1)[0], value, sym_size
+
+    @functools.cached_property
+    def functions(self) -> dict[str, int]:
+        """Function name -> ELF virtual address (exported names win over local ones)."""
+        return {name: value for name, value, _size in self._function_symbols()}   # dynsym last: it overrides
+
+    @functools.cached_property
+    def function_ranges(self) -> list[tuple[int, int, str]]:
+        """(address, size, name) of every function, sorted by address (size 0: unknown, e.g. assembly)."""
+        return sorted({(value, size, name) for name, value, size in self._function_symbols()})
 
     @property
     def has_symtab(self) -> bool:

@@ -394,24 +394,40 @@ class BpfProgram:
     def attach_perf_timer(self, fn_name: str, period_ns: int) -> None:
         """Run ``fn_name`` (a perf-event program) every ``period_ns`` of CPU time on every online CPU:
         a cpu-clock software event in sampling mode.  :meth:`detach` stops it."""
+        from ..pmu import PERF_TYPE_SOFTWARE
+        self.attach_perf_event(fn_name, PERF_TYPE_SOFTWARE, 0, period_ns, label="cpu-clock")
+
+    def attach_perf_event(self, fn_name: str, ev_type: int, config: int, period: int,
+                          label: str | None = None) -> int:
+        """Run ``fn_name`` (a perf-event program) at every ``period``-th occurrence of the perf event
+        (``ev_type``, ``config``) on every online CPU (pid -1, sampling mode; for cpu-clock and
+        task-clock the period is in ns).  :meth:`detach` stops it; returns how many CPUs were opened."""
         bcc = import_bcc()
-        from ..pmu import PERF_TYPE_SOFTWARE, online_cpus
+        from ..pmu import online_cpus
+        label = label or f"type {ev_type} config {config:#x}"
         try:
             fn = self.bpf.load_func(fn_name.encode(), bcc.BPF.PERF_EVENT)
         except Exception as exc:
             raise ProbeCompileError(f"the verifier rejected {fn_name}: {exc}") from exc
+        if not 0 <= config <= 0xFFFFFFFF:   # libbcc's bpf_attach_perf_event takes a 32-bit config
+            raise ProbeAttachError(f"perf event config {config:#x} ({label}) does not fit in 32 bits: "
+                                   "libbcc cannot attach a program to it")
         cpus = online_cpus()
         for cpu in cpus:
-            fd = bcc.libbcc.lib.bpf_attach_perf_event(fn.fd, PERF_TYPE_SOFTWARE, 0, int(period_ns), 0, -1, cpu, -1)
+            fd = bcc.libbcc.lib.bpf_attach_perf_event(
+                ctypes.c_int(fn.fd), ctypes.c_uint(ev_type), ctypes.c_uint(config), ctypes.c_ulonglong(int(period)),
+                ctypes.c_ulonglong(0), ctypes.c_int(-1), ctypes.c_int(cpu), ctypes.c_int(-1))
             if fd < 0:
                 raise ProbeAttachError(
-                    f"could not attach {fn_name} to a cpu-clock perf event on CPU {cpu} "
-                    f"({os.strerror(ctypes.get_errno()) or 'error'}). Run `ebpftoolkit doctor`: "
-                    "'software perf events' must be ok")
+                    f"could not attach {fn_name} to a {label} perf event on CPU {cpu} "
+                    f"({os.strerror(ctypes.get_errno()) or 'error'}). Run `ebpftoolkit doctor` "
+                    "('software perf events' must be ok) and see ebpftoolkit.pmu.available_events()")
             with self._lock:
                 self._perf_prog_fds.append(fd)
-        self.attachments.append({"kind": "perf_event", "target": "cpu-clock", "function": fn_name,
-                                 "period_ns": int(period_ns), "cpus": len(cpus), "mechanism": "perf event"})
+        period_key = "period_ns" if label in ("cpu-clock", "task-clock") else "period"
+        self.attachments.append({"kind": "perf_event", "target": label, "function": fn_name,
+                                 period_key: int(period), "cpus": len(cpus), "mechanism": "perf event"})
+        return len(cpus)
 
     def attach_tracepoint_fn(self, tracepoint: str, fn_name: str) -> None:
         """Attach ``fn_name`` to ``category:event`` with its own fd (BCC's ``attach_tracepoint``
