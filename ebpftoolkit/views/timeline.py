@@ -194,6 +194,7 @@ class _Plot:
                     Line2D([], [], ls="", marker="x", color="tab:red", label="failed exec")]
         if data.loss:
             handles.append(Patch(facecolor="tab:red", alpha=0.25, hatch="//", label="lost events (no data)"))
+        self.legend_handles = handles
         self.ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(len(handles), 8),
                        fontsize=7, frameon=False)
         self.cursor = [a.axvline(np.nan, color="tab:red", lw=0.8, ls="--") for a in self.axes]
@@ -339,6 +340,10 @@ class TimelineWidget:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         FigureCanvasAgg(self.fig)          # drawn off-screen, shown as PNG
         self.fig.set_dpi(dpi)
+        # the title and legend never change: HTML above the image instead of redrawing them (~35% of a redraw)
+        self.header = W.HTML(_legend_html(_title(session), self.plot.legend_handles))
+        self.plot.ax.get_legend().remove()
+        self.fig.suptitle("")
         self.range = W.FloatRangeSlider(value=[0, T], min=0, max=T, step=T / 2000, description="time (s)",
                                         readout_format=".4f", continuous_update=False, layout=lay)
         self.processes = W.SelectMultiple(options=[(lbl, i) for i, lbl in enumerate(d.labels)],
@@ -353,7 +358,7 @@ class TimelineWidget:
             w.observe(self.update, names="value")
         self.cursor.observe(self._on_cursor, names="value")
         self.reset.on_click(lambda _b: self.zoom(0, T))
-        self.widget = W.VBox([self.image, self.range, self.cursor, self.readout,
+        self.widget = W.VBox([self.header, self.image, self.range, self.cursor, self.readout,
                               W.HBox(list(self.toggles.values())), W.HBox([self.processes, self.reset])])
         self.update()
 
@@ -393,8 +398,11 @@ class TimelineWidget:
     def _on_cursor(self, *_change) -> None:
         import html
         self.plot.set_cursor(x := self.cursor.value)
-        text = self.data.describe(x, sorted(self.processes.value), [c for c, t in self.toggles.items() if t.value])
-        self.readout.value = "<pre style='margin:0'>" + html.escape(text) + "</pre>"
+        key = (x, tuple(sorted(self.processes.value)), tuple(c for c, t in self.toggles.items() if t.value))
+        if key != getattr(self, "_readout_key", None):    # a zoom alone does not change the nearest event
+            text = self.data.describe(x, list(key[1]), list(key[2]))
+            self.readout.value = "<pre style='margin:0'>" + html.escape(text) + "</pre>"
+            self._readout_key = key
         canvas = self.fig.canvas
         canvas.restore_region(self._background)
         for ln in self.plot.cursor:
@@ -413,6 +421,20 @@ class TimelineWidget:
 
     def _repr_mimebundle_(self, **kw):
         return self.widget._repr_mimebundle_(**kw)
+
+
+def _legend_html(title: str, handles) -> str:
+    import html
+    from matplotlib.colors import to_hex
+    items = []
+    for h in handles:
+        color = to_hex(h.get_facecolor() if isinstance(h, Patch) else h.get_color())
+        mark = h.get_marker() if isinstance(h, Line2D) else None
+        swatch = (f"<span style='color:{color}'>{'&#9650;' if mark == '^' else '&#10005;'}</span>" if mark in ("^", "x")
+                  else f"<span style='display:inline-block;width:10px;height:10px;background:{color}'></span>")
+        items.append(f"<span style='margin-right:10px;white-space:nowrap'>{swatch} {html.escape(h.get_label())}</span>")
+    return (f"<div style='font-size:12px'><b>{html.escape(title)}</b></div>"
+            f"<div style='font-size:11px'>{''.join(items)}</div>")
 
 
 def timeline(session, **kw) -> TimelineWidget:
