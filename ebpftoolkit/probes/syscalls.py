@@ -34,13 +34,15 @@ class SyscallTrace(Probe):
     ``nargs``: how many of each call's first arguments to keep (0-6), as
     ``arg0``... columns (raw 64-bit values).  ``count_only``: keep only
     counts per process and syscall, in the kernel (table ``syscall_counts``).
-    ``ring_pages``: ring buffer size in pages (a power of two).
+    ``ring_pages``: ring buffer size in pages (a power of two).  ``kernel_batch``: records
+    gathered per CPU in the kernel and handed over together (0: one by one); a live
+    view then advances in steps of that many records per CPU, and the rest arrives at stop.
     """
 
     name = "syscalls"
 
     def __init__(self, names, descendants_of=SELF, *, nargs: int = 1, count_only: bool = False,
-                 ring_pages: int = 4096):
+                 ring_pages: int = 4096, kernel_batch: int = 64):
         if isinstance(names, str):
             names = [names]
         names = list(names)
@@ -53,7 +55,10 @@ class SyscallTrace(Probe):
         if not isinstance(ring_pages, int) or ring_pages < 1 or ring_pages & (ring_pages - 1):
             raise ProbeConfigError("ring_pages must be a power of two")
         super().__init__(descendants_of)
+        if isinstance(kernel_batch, bool) or not isinstance(kernel_batch, int) or not 0 <= kernel_batch <= 256:
+            raise ProbeConfigError("kernel_batch must be an integer from 0 (off) to 256")
         self.names, self.nargs, self.count_only, self.ring_pages = names, nargs, bool(count_only), ring_pages
+        self.kernel_batch = kernel_batch
         self._nr: dict[str, int] | None = None
         fields = [("ts", "u8"), ("pid", "u4"), ("tid", "u4")]
         if len(names) > 1:
@@ -79,7 +84,8 @@ class SyscallTrace(Probe):
     def streams(self):
         if self.count_only:
             return []
-        return [StreamSpec("sys_events", self.event_dtype, self.ring_pages, wakeup="batch")]
+        return [StreamSpec("sys_events", self.event_dtype, self.ring_pages, wakeup="batch", c_type="struct sys_event",
+                           kernel_batch=self.kernel_batch)]
 
     def bpf_text(self) -> str:
         nrs = self._indices()

@@ -44,6 +44,14 @@ class StreamSpec:
     pages: int = 64
     wakeup: str = "each"
     c_type: str | None = None   # the C record type, checked against dtype's size at load
+    kernel_batch: int = 0       # >0: gather this many records per CPU in the kernel, hand them over as one
+
+    @property
+    def wire_dtype(self) -> np.dtype:
+        """What one ring-buffer record holds: a record, or a batch of them."""
+        if not self.kernel_batch:
+            return self.dtype
+        return np.dtype([("n", "<u4"), ("_pad", "<u4"), ("recs", self.dtype, (self.kernel_batch,))])
 
 
 BATCH_WAKEUP = 8192  # power of two
@@ -98,17 +106,68 @@ static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
 """
 
 
+_KERNEL_BATCH_DECL = """BPF_RINGBUF_OUTPUT({n}, {pages});
+BPF_PERCPU_ARRAY({n}_lost, u64, 1);
+/* Records are gathered {b} at a time per CPU and handed over as one ring-buffer
+ * record: one reservation and one commit for {b} events.  A partial batch is
+ * read by user space from {n}_batch after the programs are detached. */
+struct {n}_batch_t {{
+    u32 n;
+    u32 _pad;
+    char recs[{b} * {size}];
+}};
+BPF_PERCPU_ARRAY({n}_batch, struct {n}_batch_t, 1);
+static __always_inline void {n}_count_lost(void)
+{{
+    u32 z = 0;
+    u64 *lost = {n}_lost.lookup(&z);
+    if (lost)
+        (*lost)++;
+}}
+static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
+{{
+    u32 z = 0;
+    struct {n}_batch_t *b = {n}_batch.lookup(&z);
+    if (!b) {{
+        {n}_count_lost();
+        return;
+    }}
+    u32 i = b->n;
+    if (i >= {b})
+        i = 0;
+    __builtin_memcpy(&b->recs[i * {size}], data, {size});
+    i++;
+    if (i == {b}) {{
+        b->n = {b};
+        if ({n}.ringbuf_output(b, sizeof(*b), {n}_wakeup_flags())) {{
+            u64 *lost = {n}_lost.lookup(&z);
+            if (lost)
+                *lost += {b};
+        }}
+        i = 0;
+    }}
+    b->n = i;
+}}
+"""
+
+
 def stream_declaration(spec: "StreamSpec", transport: str = "ringbuf") -> str:
     """BPF C declaring a stream's map, its lost counter and its emit function."""
     text = _BATCH_WAKEUP_DECL if spec.wakeup == "batch" and transport == "ringbuf" else _EACH_WAKEUP_DECL
-    text += _RINGBUF_DECL if transport == "ringbuf" else _PERF_DECL
-    return text.format(n=spec.name, pages=spec.pages, every=batch_wakeup(spec))
+    if transport != "ringbuf":
+        text += _PERF_DECL
+    elif spec.kernel_batch:
+        text += _KERNEL_BATCH_DECL
+    else:
+        text += _RINGBUF_DECL
+    return text.format(n=spec.name, pages=spec.pages, every=batch_wakeup(spec), b=spec.kernel_batch,
+                       size=spec.dtype.itemsize)
 
 
 def batch_wakeup(spec: "StreamSpec") -> int:
     """Records per CPU between forced wake-ups: BATCH_WAKEUP, or less so that a
     small ring is drained at a quarter full."""
-    capacity = spec.pages * mmap.PAGESIZE // ((8 + spec.dtype.itemsize + 7) & ~7)
+    capacity = spec.pages * mmap.PAGESIZE // ((8 + spec.wire_dtype.itemsize + 7) & ~7)
     every = BATCH_WAKEUP
     while every > 1 and every > capacity // 4:
         every //= 2
@@ -212,6 +271,7 @@ class BpfProgram:
         self._perf_prog_fds: list[int] = []    # perf events running a program (timers, tracepoints)
         self._perf_array_fds: list[int] = []   # counters in perf event arrays (open_perf_array)
         self.detached = False
+        self._flushed: set[str] = set()
         self._lock = threading.RLock()
 
     # -- lifecycle ------------------------------------------------------
@@ -301,7 +361,7 @@ class BpfProgram:
             self._epoll = select.epoll()
             for name, spec in self.streams.items():
                 fd = self.bpf[name.encode()].map_fd
-                self._readers[name] = RingBufferReader(fd, spec.pages * mmap.PAGESIZE, spec.dtype)
+                self._readers[name] = RingBufferReader(fd, spec.pages * mmap.PAGESIZE, spec.wire_dtype)
                 self._epoll.register(fd, select.EPOLLIN)
             return
         for name, spec in self.streams.items():
@@ -472,7 +532,13 @@ class BpfProgram:
         spec = self.streams[name]
         if self.transport == "ringbuf":
             reader = self._readers.get(name)
-            return reader.drain() if reader else np.empty(0, spec.dtype)
+            recs = reader.drain() if reader else np.empty(0, spec.wire_dtype)
+            if spec.kernel_batch:
+                recs = _unbatch(recs, spec)
+                if self.detached and name not in self._flushed:
+                    self._flushed.add(name)       # nothing runs any more: take the partial batches
+                    recs = np.concatenate([recs, self._partial_batches(spec)])
+            return recs
         chunks = self._perf_chunks.get(name, [])
         if not chunks:
             return np.empty(0, spec.dtype)
@@ -480,6 +546,11 @@ class BpfProgram:
         raw = b"".join(chunks[:taken])
         del chunks[:taken]
         return np.frombuffer(raw, dtype=spec.dtype).copy()
+
+    def _partial_batches(self, spec: StreamSpec) -> np.ndarray:
+        table = self.bpf.get_table(f"{spec.name}_batch".encode())
+        parts = [np.frombuffer(bytes(v), spec.wire_dtype, count=1) for v in table[table.Key(0)]]
+        return _unbatch(np.concatenate(parts), spec, partial=True) if parts else np.empty(0, spec.dtype)
 
     def lost(self, name: str) -> int:
         """Records of stream ``name`` lost so far: kernel-side plus user-side."""
@@ -522,6 +593,17 @@ class BpfProgram:
                 raise ProbeStateError(f"bpftool failed for {name}: {exc.stderr.strip()}") from None
             out.append(f"// program {name} (id {prog_id})\n{res.stdout}")
         return "\n".join(out)
+
+
+def _unbatch(batches: np.ndarray, spec: StreamSpec, partial: bool = False) -> np.ndarray:
+    """Records out of kernel batches: each full batch holds kernel_batch records, a partial one n."""
+    if not len(batches):
+        return np.empty(0, spec.dtype)
+    n = batches["n"].astype(np.int64)
+    if not partial and (n == spec.kernel_batch).all():
+        return batches["recs"].reshape(-1).copy()
+    keep = np.arange(spec.kernel_batch)[None, :] < np.minimum(n, spec.kernel_batch)[:, None]
+    return batches["recs"][keep].copy()
 
 
 def _prog_id(fd: int) -> int:
