@@ -220,3 +220,22 @@ def test_bad_gpu_options():
         GpuTrace(pid=2**22 + 5)
     with pytest.raises(ProbeConfigError, match="not found"):
         GpuTrace(["cuda"], binaries=["/no/such/binary"])
+
+
+@bpf
+def test_glxgears_frames_equal_its_own_report(display):
+    """glxgears prints "N frames in 5.0 seconds" after its N-th swap of the window: the
+    swaps traced before that write(2) must be exactly N."""
+    import re
+    from ebpftoolkit import SyscallTrace
+    s = Session(GpuTrace(["opengl"]), SyscallTrace(["write"], nargs=1), descendants_of="command")
+    env = dict(os.environ, DISPLAY=display, vblank_mode="0")
+    with s:
+        out = s.run(["timeout", "-s", "INT", "6.5", "glxgears"], env=env, capture_output=True, timeout=60).stdout
+    out = out.decode()
+    first = int(re.search(r"(\d+) frames in", out).group(1))
+    gpu, writes = s.tables["gpu"], s.tables["syscalls"]
+    gears = gpu[gpu["comm"] == "glxgears"]
+    printed = writes[(writes["pid"] == gears["pid"].iloc[0]) & (writes["arg0"] == 1)]["ts"].min()   # fd 1
+    assert first > 100                 # hundreds of frames in 5 s on llvmpipe
+    assert ((gears["call"] == "glXSwapBuffers") & (gears["ts"] < printed)).sum() == first
