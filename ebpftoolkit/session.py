@@ -124,8 +124,7 @@ class Session:
             p._session = self
         try:
             for p in self.probes:   # probe hook after load: open perf counters, attach timers...
-                if hasattr(p, "setup"):
-                    p.setup(program)
+                p.setup(program)
             if tree:
                 seed = os.getpid() if self.descendants_of == SELF else self.descendants_of
                 if seed != "command":
@@ -133,7 +132,7 @@ class Session:
             self._clock = MonotonicClock.sample()
             self._collector = Collector(program, self.poll_interval)
             for p in self.probes:   # probe hook: raw records as they arrive (PmuSampler reads /proc/PID/maps)
-                if hasattr(p, "on_records"):
+                if type(p).on_records is not Probe.on_records:
                     self._collector.add_listener(p.on_records)
             self._collector.start()
             program.set_recording(True)

@@ -52,6 +52,12 @@ class Probe:
         """This probe's BPF C, with its configuration as #define lines."""
         raise NotImplementedError
 
+    def setup(self, program) -> None:
+        """Called once the program is loaded, before recording starts (open counters, fill maps)."""
+
+    def on_records(self, stream: str, records: np.ndarray) -> None:
+        """Called in the collector thread with each new batch of raw records (override to use)."""
+
     def snapshot(self, program) -> dict[str, np.ndarray]:
         """Records kept in maps rather than streams (in-kernel aggregates), read now."""
         return {}
