@@ -57,8 +57,8 @@ class StreamSpec:
 BATCH_WAKEUP = 8192  # power of two
 
 
-_RINGBUF_DECL = """BPF_RINGBUF_OUTPUT({n}, {pages});
-BPF_PERCPU_ARRAY({n}_lost, u64, 1);
+# Every stream's per-CPU lost counter and the function that bumps it (a template part).
+_LOST_DECL = """BPF_PERCPU_ARRAY({n}_lost, u64, 1);
 static __always_inline void {n}_count_lost(void)
 {{
     u32 z = 0;
@@ -66,7 +66,10 @@ static __always_inline void {n}_count_lost(void)
     if (lost)
         (*lost)++;
 }}
-static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
+"""
+
+_RINGBUF_DECL = """BPF_RINGBUF_OUTPUT({n}, {pages});
+{lost_decl}static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
 {{
     if ({n}.ringbuf_output(data, size, {n}_wakeup_flags()))
         {n}_count_lost();
@@ -90,15 +93,7 @@ _EACH_WAKEUP_DECL = """static __always_inline u64 {n}_wakeup_flags(void) {{ retu
 """
 
 _PERF_DECL = """BPF_PERF_OUTPUT({n});
-BPF_PERCPU_ARRAY({n}_lost, u64, 1);
-static __always_inline void {n}_count_lost(void)
-{{
-    u32 z = 0;
-    u64 *lost = {n}_lost.lookup(&z);
-    if (lost)
-        (*lost)++;
-}}
-static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
+{lost_decl}static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
 {{
     if ({n}.perf_submit(ctx, data, size))
         {n}_count_lost();
@@ -107,8 +102,7 @@ static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
 
 
 _KERNEL_BATCH_DECL = """BPF_RINGBUF_OUTPUT({n}, {pages});
-BPF_PERCPU_ARRAY({n}_lost, u64, 1);
-/* Records are gathered {b} at a time per CPU and handed over as one ring-buffer
+{lost_decl}/* Records are gathered {b} at a time per CPU and handed over as one ring-buffer
  * record: one reservation and one commit for {b} events.  A partial batch is
  * read by user space from {n}_batch after the programs are detached. */
 struct {n}_batch_t {{
@@ -117,13 +111,6 @@ struct {n}_batch_t {{
     char recs[{b} * {size}];
 }};
 BPF_PERCPU_ARRAY({n}_batch, struct {n}_batch_t, 1);
-static __always_inline void {n}_count_lost(void)
-{{
-    u32 z = 0;
-    u64 *lost = {n}_lost.lookup(&z);
-    if (lost)
-        (*lost)++;
-}}
 static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
 {{
     u32 z = 0;
@@ -160,6 +147,7 @@ def stream_declaration(spec: "StreamSpec", transport: str = "ringbuf") -> str:
         text += _KERNEL_BATCH_DECL
     else:
         text += _RINGBUF_DECL
+    text = text.replace("{lost_decl}", _LOST_DECL)
     return text.format(n=spec.name, pages=spec.pages, every=batch_wakeup(spec), b=spec.kernel_batch,
                        size=spec.dtype.itemsize)
 
@@ -559,8 +547,7 @@ class BpfProgram:
         if reader is not None:
             total += reader.malformed
         if self.bpf is not None:
-            table = self.bpf.get_table(f"{name}_lost".encode())
-            total += sum(int(v) for v in table[table.Key(0)])
+            total += self.counter(f"{name}_lost")
         return total
 
     def counter(self, map_name: str) -> int:

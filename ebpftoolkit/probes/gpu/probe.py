@@ -165,8 +165,7 @@ class GpuTrace(Probe):
         return []
 
     def snapshot(self, program):
-        table = program.table("gpu_internal")
-        return {"_internal": np.array([sum(int(v) for v in table[table.Key(0)])], dtype=np.int64)}
+        return {"_internal": np.array([program.counter("gpu_internal")], dtype=np.int64)}
 
     def make_tables(self, records, clock: MonotonicClock):
         r = records["gpu_events"]
