@@ -120,3 +120,16 @@ class HtmlTags(html.parser.HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+
+
+def own_bpf_and_perf_fds() -> list[str]:
+    """BPF programs, maps and perf events this test process holds open (other processes may load theirs)."""
+    kinds = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(("anon_inode:bpf-prog", "anon_inode:bpf-map", "anon_inode:[perf_event]")):
+            kinds.append(target)
+    return kinds

@@ -9,7 +9,6 @@ use the rows whose comm is the program (Session.run's child runs Python before i
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import bpf, our_bpf_programs
+from conftest import bpf, our_bpf_programs, own_bpf_and_perf_fds
 from ebpftoolkit import PmuCounters, Session
 from ebpftoolkit.analysis.pmu import ipc, miss_rate, mpki, pmu_timeseries, pmu_totals
 from ebpftoolkit.doctor import hardware_pmu_available
@@ -54,19 +53,6 @@ def perf_stat(argv, events, tmp_path) -> dict[str, float | None]:
 
 def close(ours, theirs, rel=0.02):
     return abs(ours - theirs) <= rel * theirs
-
-
-def own_bpf_and_perf_fds() -> list[str]:
-    """BPF programs, maps and perf events this test process holds open (other processes may load theirs)."""
-    kinds = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(("anon_inode:bpf-prog", "anon_inode:bpf-map", "anon_inode:[perf_event]")):
-            kinds.append(target)
-    return kinds
 
 
 def program_rows(df, pid, comm="pmu_work"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import bpf, our_bpf_programs
+from conftest import bpf, our_bpf_programs, own_bpf_and_perf_fds
 from ebpftoolkit import PmuCounters, Session
 from ebpftoolkit.analysis.pmu import top_functions
 from ebpftoolkit.doctor import hardware_pmu_available
@@ -37,19 +37,6 @@ def hot_cold(tmp_path_factory):
     subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-o", str(exe), str(PROGS / "hot_cold.c")],
                    check=True)
     return str(exe)
-
-
-def own_bpf_and_perf_fds() -> list[str]:
-    """BPF programs, maps and perf events this test process holds open."""
-    kinds = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(("anon_inode:bpf-prog", "anon_inode:bpf-map", "anon_inode:[perf_event]")):
-            kinds.append(target)
-    return kinds
 
 
 @bpf
