@@ -47,6 +47,9 @@ struct gpu_point {
     u32 has_ret;
     u32 self_filter;
     u32 stack_adj;
+    u8 remap;          /* the probe sits past instructions that moved argument registers: */
+    u8 narrow;         /*   bit k: only the low 32 bits of argument k survived */
+    u8 arg_reg[6];     /*   struct ebt_regs index holding argument k, 255 = overwritten */
 };
 
 BPF_ARRAY(gpu_points, struct gpu_point, GPU_MAX_POINTS);
@@ -56,16 +59,18 @@ BPF_PERCPU_ARRAY(gpu_internal, u64, 1);
 
 static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_arg, u32 deref_off,
                                      int out_arg, int has_ret, int self_filter, u64 probe_vaddr, u64 lib_lo,
-                                     u64 lib_hi, u32 stack_adj)
+                                     u64 lib_hi, u32 stack_adj, u32 remap, struct gpu_point *gp)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 pid = id >> 32;
     if (!ebt_wanted(pid))
         return 0;
-    u64 caller = 0;
-    /* stack_adj: the probe may sit a few instructions into the function, after a
-     * `sub $n, %rsp` (see runtime/elf.py probe_site); the return address is then n bytes up */
-    bpf_probe_read_user(&caller, sizeof(caller), (void *)(ctx->sp + stack_adj));
+    /* one read for the return address and the three stack arguments above it (each
+     * bpf_probe_read_user costs about 150 ns here).  stack_adj: the probe may sit a few
+     * instructions into the function, after a `sub $n, %rsp` and pushes (runtime/x86.py). */
+    u64 st[4] = {};
+    bpf_probe_read_user(st, sizeof(st), (void *)(ctx->sp + stack_adj));
+    u64 caller = st[0];
     if (self_filter) {
         u64 c = caller - (ctx->ip - probe_vaddr);
         if (c >= lib_lo && c < lib_hi) {
@@ -94,7 +99,24 @@ static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_
     e.args[3] = ctx->cx;
     e.args[4] = ctx->r8;
     e.args[5] = ctx->r9;
-    bpf_probe_read_user(&e.args[6], 3 * sizeof(u64), (void *)(ctx->sp + stack_adj + 8));
+    e.args[6] = st[1];
+    e.args[7] = st[2];
+    e.args[8] = st[3];
+    if (remap) {
+        /* the registers as an array (the verifier allows no variable offsets into the context) */
+        if (!gp)
+            gp = gpu_points.lookup(&point);
+        u64 regs[15] = {ctx->r15, ctx->r14, ctx->r13, ctx->r12, ctx->bp, ctx->bx, ctx->r11, ctx->r10,
+                        ctx->r9, ctx->r8, ctx->ax, ctx->cx, ctx->dx, ctx->si, ctx->di};
+        if (gp) {
+#pragma unroll
+            for (int k = 0; k < 6; k++) {
+                u32 r = gp->arg_reg[k];
+                u64 v = r < 15 ? regs[r] : 0;
+                e.args[k] = (gp->narrow >> k) & 1 ? (u32)v : v;
+            }
+        }
+    }
     if (deref_arg >= 0) {
         u64 p = e.args[deref_arg & 7];
         if (p)
@@ -150,7 +172,7 @@ int gpu_entry_any(struct ebt_regs *ctx)
     if (!p)
         return 0;
     return gpu_entry(ctx, point, p->deref_arg, p->deref_off, p->out_arg, p->has_ret, p->self_filter,
-                     p->probe_vaddr, p->lib_lo, p->lib_hi, p->stack_adj);
+                     p->probe_vaddr, p->lib_lo, p->lib_hi, p->stack_adj, p->remap, p);
 }
 
 int gpu_return_any(struct ebt_regs *ctx)

@@ -213,6 +213,38 @@ def test_attach_to_a_running_gl_program_and_detach(build):
         p.wait(timeout=30)
 
 
+@pytest.fixture()
+def moved_args(tmp_path):
+    """tests/progs/moved_args: a program calling two hand-written functions whose probes must move
+    past non-emulated opening instructions, with the size argument moved to %rax or on the stack."""
+    from ebpftoolkit.probes.gpu import CATALOGUE, add_call
+    progs = Path(__file__).resolve().parent / "progs"
+    lib, exe = tmp_path / "libmovedargs.so", tmp_path / "moved_args"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(progs / "moved_args_lib.S")], check=True)
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(progs / "moved_args.c"), f"-L{tmp_path}", "-lmovedargs",
+                    f"-Wl,-rpath,{tmp_path}"], check=True)
+    specs = [add_call("testlib", "upload_moved", library=str(lib), category="upload", size="arg1"),
+             add_call("testlib", "upload_stack", library=str(lib), category="upload", size="arg6")]
+    yield exe
+    for spec in specs:
+        CATALOGUE.remove(spec)
+
+
+@pytest.mark.parametrize("attach", ["cookies", "wrappers"])
+@bpf
+def test_add_call_with_probes_moved_past_single_stepped_instructions(moved_args, attach):
+    s, df, own = trace([moved_args], ["testlib"], _wrappers=attach == "wrappers")
+    o = GpuTrace(["testlib"]).overhead().set_index("call")
+    assert o.loc["upload_moved", "probe_offset"] == 9 and o.loc["upload_moved", "instruction"] == "push"
+    assert o.loc["upload_moved", "arguments_moved"] == "arg1=%rax"
+    assert o.loc["upload_stack", "probe_offset"] == 8 and o["emulated"].all()
+    assert_agree(df, own, ["upload_moved", "upload_stack"], ["upload_moved", "upload_stack"])
+    assert set(df["api"]) == {"testlib"} and set(df["category"]) == {"upload"}
+    # the return address was found past the moved stack pointer: every caller is in main
+    offsets = df["caller"].astype("int64") - own["main"]
+    assert ((offsets > 0) & (offsets < 4096)).all(), offsets.tolist()
+
+
 def test_bad_gpu_options():
     with pytest.raises(ProbeConfigError, match="unknown API"):
         GpuTrace(["directx"])

@@ -13,8 +13,9 @@ from ...runtime.program import StreamSpec, Uprobe
 from ...runtime.records import c_struct_dtype, decode_str_array
 from ...runtime.sources import bpf_source
 from ...runtime.uprobe_link import cookies_supported
+from ...runtime.x86 import PT_REGS_INDEX
 from ..base import SELF, Probe
-from .catalogue import CallSpec, calls_for
+from .catalogue import CATALOGUE, CallSpec, calls_for
 from .decode import calls_table
 from .resolve import AttachPoint, resolve
 
@@ -26,6 +27,11 @@ EVENT_DTYPE = c_struct_dtype([("ts", "u8"), ("pid", "u4"), ("tid", "u4"), ("poin
                               ("caller", "u8"), ("args", ("u8", (9,))), ("deref", "u8"), ("comm", "S16")])
 
 from .decode import GPU_COLUMNS  # noqa: E402
+
+
+def known_apis() -> list[str]:
+    """The four APIs, then any named through add_call()."""
+    return list(dict.fromkeys(list(APIS) + [c.api for c in CATALOGUE]))
 
 
 class GpuTrace(Probe):
@@ -54,9 +60,11 @@ class GpuTrace(Probe):
                  binaries=(), libraries=(), ring_pages: int = 4096, _wrappers: bool = False):
         if isinstance(apis, str):
             apis = [a.strip() for a in apis.split(",") if a.strip()]
-        unknown = sorted(set(apis or ()) - set(APIS))
+        known = known_apis()
+        unknown = sorted(set(apis or ()) - set(known))
         if unknown:
-            raise ProbeConfigError(f"unknown API {unknown}: choose from {', '.join(APIS)}")
+            raise ProbeConfigError(f"unknown API {unknown}: choose from {', '.join(known)} "
+                                   "(add_call() teaches GpuTrace calls of other libraries)")
         if returns not in ("default", "all", "none"):
             raise ProbeConfigError("returns must be 'default', 'all' or 'none'")
         if pid is not None:
@@ -89,7 +97,7 @@ class GpuTrace(Probe):
     @property
     def points(self) -> list[AttachPoint]:
         if self._points is None:
-            apis = self.requested or list(APIS)
+            apis = self.requested or known_apis()
             points, notes = resolve(calls_for(apis), self.binaries, self.libraries)
             found = {p.spec.api for p in points}
             if self.requested:
@@ -134,14 +142,26 @@ class GpuTrace(Probe):
         da, do = s.deref if s.deref else (-1, 0)
         oa = -1 if s.out_arg is None else s.out_arg
         ret = int(self._wants_return(s))
-        addr, adj, _insn, _emu = p.entry(bool(ret))
-        return addr, p.lib_lo, p.lib_hi, da, do, oa, ret, int(s.self_filter), adj
+        addr, site = p.entry(bool(ret))
+        return addr, p.lib_lo, p.lib_hi, da, do, oa, ret, int(s.self_filter), site.stack_adj
+
+    @staticmethod
+    def _arg_moves(site) -> tuple[int, list[int], int]:
+        """(remap flag, each argument's struct ebt_regs index or 255 when lost, narrow-argument bit mask)."""
+        if site.arg_regs is None:
+            return 0, [255] * 6, 0
+        return 1, [PT_REGS_INDEX.get(r, 255) for r in site.arg_regs], sum(1 << k for k in site.narrow)
 
     def setup(self, program) -> None:
         """Describe every attach point in gpu_points (read by gpu_entry_any through the cookie)."""
         table = program.table("gpu_points")
         for i, p in enumerate(self.points):
-            table[table.Key(i)] = table.Leaf(*self._point_config(i, p))
+            leaf = table.Leaf(*self._point_config(i, p))
+            remap, regs, narrow = self._arg_moves(p.entry(self._wants_return(p.spec))[1])
+            leaf.remap, leaf.narrow = remap, narrow
+            for k, r in enumerate(regs):
+                leaf.arg_reg[k] = r
+            table[table.Key(i)] = leaf
 
     def bpf_text(self) -> str:
         head = (f"#define GPU_MAX_POINTS {max(len(self.points), 1)}\n"
@@ -152,11 +172,12 @@ class GpuTrace(Probe):
             lines += [f"//   {i}: {p.spec.api} {p.spec.name} {p.path}:{p.vaddr:#x}" for i, p in enumerate(self.points)]
             return "\n".join(lines) + "\n"
         lines.append("// one wrapper per attach point: (point, deref arg, deref offset, out arg, has return probe, "
-                     "self filter, probe address, library range, stack adjust)")
+                     "self filter, probe address, library range, stack adjust, arguments moved)")
         for i, p in enumerate(self.points):
             addr, lo, hi, da, do, oa, ret, sf, adj = self._point_config(i, p)
+            remap = self._arg_moves(p.entry(bool(ret))[1])[0]
             lines.append(f"int gpu_e_{i}(struct ebt_regs *ctx) {{ return gpu_entry(ctx, {i}, {da}, {do}, {oa}, {ret}, "
-                         f"{sf}, {addr:#x}, {lo:#x}, {hi:#x}, {adj}); }}  // {p.spec.api} {p.spec.name}")
+                         f"{sf}, {addr:#x}, {lo:#x}, {hi:#x}, {adj}, {remap}, 0); }}  // {p.spec.api} {p.spec.name}")
             if ret:
                 lines.append(f"int gpu_r_{i}(struct ebt_regs *ctx) {{ return gpu_return(ctx, {i}, {int(oa >= 0)}); }}")
         return "\n".join(lines) + "\n"

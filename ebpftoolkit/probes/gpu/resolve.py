@@ -12,12 +12,14 @@ import functools
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...runtime.elf import elf_file, first_instruction, probe_site
+from ...runtime.elf import elf_file
+from ...runtime.x86 import ProbeSite, first_instruction, probe_site
 from .catalogue import CallSpec
 
 __all__ = ["AttachPoint", "resolve", "find_libraries"]
@@ -35,21 +37,20 @@ class AttachPoint:
     lib_hi: int
     first_insn: str
     emulated: bool
-    skip: int = 0            # entry probe placed this many bytes in (see runtime.elf.probe_site)
-    stack_adj: int = 0       # bytes the skipped instructions pushed onto the stack
-    skip_insn: str = ""      # the (emulated) instruction the moved probe sits on
+    site: ProbeSite = ProbeSite()    # where the entry probe goes when there is no return probe (runtime.x86)
 
-    def entry(self, with_return: bool) -> tuple[int, int, str, bool]:
-        """(address, stack adjustment, instruction, emulated) of the entry probe."""
-        if self.skip and not with_return:
-            return self.vaddr + self.skip, self.stack_adj, self.skip_insn, True
-        return self.vaddr, 0, self.first_insn, self.emulated
+    def entry(self, with_return: bool) -> tuple[int, ProbeSite]:
+        """(address, site) of the entry probe: moved into the function only without a return probe."""
+        if self.site.offset and not with_return:
+            return self.vaddr + self.site.offset, self.site
+        return self.vaddr, ProbeSite(0, 0, self.first_insn, self.emulated)
 
     def row(self, with_return: bool = False) -> dict:
-        addr, _adj, insn, emulated = self.entry(with_return)
+        addr, site = self.entry(with_return)
         return {"api": self.spec.api, "call": self.spec.name, "library": self.path, "address": hex(addr),
-                "mechanism": self.mechanism, "probe_offset": addr - self.vaddr, "instruction": insn,
-                "emulated": emulated, "cost_per_call_us": (1.0 if emulated else 14.0) + (1.8 if with_return else 0.0)}
+                "mechanism": self.mechanism, "probe_offset": addr - self.vaddr, "instruction": site.insn,
+                "emulated": site.emulated, "arguments_moved": site.describe(),
+                "cost_per_call_us": (1.0 if site.emulated else 14.0) + (1.8 if with_return else 0.0)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,10 +97,17 @@ def _point(spec: CallSpec, path: str, vaddr: int, mechanism: str) -> AttachPoint
     elf = elf_file(path)
     lo = min(s.vaddr for s in elf.segments)
     hi = max(s.vaddr + s.filesz for s in elf.segments)
-    code = elf.read(vaddr, 32)
+    code = elf.read(vaddr, 64)
     insn, emulated = first_instruction(code)
-    skip, adj, skip_insn, _ = probe_site(code)
-    return AttachPoint(spec, path, vaddr, mechanism, lo, hi, insn, emulated, skip, adj, skip_insn)
+    return AttachPoint(spec, path, vaddr, mechanism, lo, hi, insn, emulated, probe_site(code, needed_args(spec)))
+
+
+def needed_args(spec: CallSpec) -> set[int]:
+    """Register arguments (0-5) the catalogue entry reads: its size, handle, direction, deref and out arguments."""
+    text = " ".join(x for x in (spec.size, spec.handle, spec.direction) if x)
+    used = {int(m) for m in re.findall(r"\barg(\d)\b", text)}
+    used |= {a for a in ((spec.deref or (None,))[0], spec.out_arg) if a is not None}
+    return {a for a in used if a < 6}
 
 
 # what decides which driver a helper process gets, besides the files it returns
@@ -168,11 +176,14 @@ def _resolve_one(spec, driver, binaries, extra_libraries, notes) -> list[AttachP
             return [_point(spec, stub["path"], vaddr, "dispatch stub")]
     libs = []
     for soname in spec.libraries:
-        libs += find_libraries(soname, tuple(extra_libraries))
+        if os.sep in soname:                      # a file named by its path (add_call(library="/opt/x/libx.so"))
+            libs += [os.path.realpath(soname)] if os.path.isfile(soname) else []
+        else:
+            libs += find_libraries(soname, tuple(extra_libraries))
     if spec.api == "opencl":
         libs += bundled_opencl_loaders() + [p for p in extra_libraries if "OpenCL" in os.path.basename(p)]
-    if spec.api == "cuda":
-        libs += [os.path.realpath(b) for b in binaries]
+    if spec.api == "cuda" or spec.api not in ("opengl", "vulkan", "opencl"):
+        libs += [os.path.realpath(b) for b in binaries]   # static CUDA, and calls of add_call() in executables
     mech = "exported symbol" if spec.resolve == "symbol" else "exported symbol (misses GetProcAddress-pointer calls)"
     out = []
     for path in dict.fromkeys(libs):
