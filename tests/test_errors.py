@@ -39,3 +39,17 @@ def test_session_cli_reports_typed_errors_without_traceback(tmp_path):
                           "/no/such/program"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
     assert "ebpftoolkit: error: command not found" in res.stderr and "Traceback" not in res.stderr
+
+
+@bpf
+def test_verifier_rejection_is_a_compile_error_not_a_root_error():
+    """The verifier answers EACCES ("Permission denied"); as root that is a rejected program."""
+    import pytest
+    from ebpftoolkit.errors import NotRootError, ProbeCompileError
+    from ebpftoolkit.runtime.program import BpfProgram
+    text = ("TRACEPOINT_PROBE(syscalls, sys_enter_getpgid)\n"
+            "{ return *(int *)((char *)args + bpf_get_prandom_u32()); }   /* variable context offset */\n")
+    prog = BpfProgram(text, [], [], [])
+    with pytest.raises(ProbeCompileError, match="verifier rejected") as info:
+        prog.load()
+    assert not isinstance(info.value, NotRootError)

@@ -228,6 +228,8 @@ def _classify_compile_error(log: str, exc: Exception) -> Exception:
             "apt-get install linux-headers-amd64 and link /lib/modules/$(uname -r)/build and "
             "/source to it (sudo scripts/setup-kernel-headers.sh).\n" + log[-2000:]
         )
+    if "processed " in low and " insns" in low:           # the verifier's log: it rejected the program
+        return ProbeCompileError(f"the kernel's BPF verifier rejected the program: {exc}\n{log[-4000:]}")
     if "permission" in low or "operation not permitted" in low:
         return NotRootError("the kernel refused to load the BPF program: run as root "
                             "(or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN).\n" + log[-2000:])
