@@ -3,10 +3,15 @@
  * a 256x256 pbuffer surface (so eglSwapBuffers is called once per frame; on a
  * pbuffer it is a no-op by spec, but the call happens and returns EGL_TRUE),
  * and all rendering goes into an FBO (GL_RGBA8 renderbuffer).
- * Usage: gl_egl [--frames N (10)] [--draws K (8, multiple of 4)] */
+ * Usage: gl_egl [--frames N (10)] [--draws K (8, multiple of 4)] [--wait]
+ * --wait: set everything up, then wait for a line on stdin before the first frame
+ * (a tracer can attach to the pid first).  "frame_seconds" in the JSON is the
+ * frame loop's own duration (CLOCK_MONOTONIC). */
 #include "gl_common.h"
 #include <EGL/egl.h>
 #include <EGL/eglext.h>
+#include <string.h>
+#include <time.h>
 
 #ifndef EGL_PLATFORM_SURFACELESS_MESA
 #define EGL_PLATFORM_SURFACELESS_MESA 0x31DD
@@ -54,13 +59,24 @@ int main(int argc, char **argv)
 
     gl_setup((getproc_fn)eglGetProcAddress);
     long swap_ok = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--wait")) {
+            char line[64];
+            printf("{\"ready\":%d}\n", (int)getpid());
+            fflush(stdout);
+            if (!fgets(line, sizeof line, stdin)) return 1;
+        }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int f = 0; f < frames; f++) {
         gl_frame(f, draws);
         swap_ok += eglSwapBuffers(dpy, surf) == EGL_TRUE; cnt[C_SWAP]++;
     }
-    char extra[512];
-    snprintf(extra, sizeof extra, ",\"wsi\":\"egl\",\"egl_platform\":\"%s\",\"egl_version\":\"%d.%d\","
-             "\"eglSwapBuffers_true\":%ld,\"renderer\":\"%s\",\"pid\":%d", platform, major, minor,
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    char extra[640];
+    snprintf(extra, sizeof extra, ",\"frame_seconds\":%.6f,\"wsi\":\"egl\",\"egl_platform\":\"%s\",\"egl_version\":\"%d.%d\","
+             "\"eglSwapBuffers_true\":%ld,\"renderer\":\"%s\",\"pid\":%d",
+             (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, platform, major, minor,
              swap_ok, (const char *)glGetString(GL_RENDERER), (int)getpid());
     gl_print_json("opengl", "eglSwapBuffers", frames, draws, extra);
 
