@@ -60,7 +60,10 @@ static __always_inline int sys_on_enter(void *ctx, u32 nr)
     ev._pad = 0;
 #endif
 #if SYS_NARGS > 0
-    bpf_probe_read_kernel(ev.args, sizeof(ev.args), (char *)ctx + 16);
+    /* direct loads from the tracepoint record (a helper call costs more than the rest of the record) */
+#pragma unroll
+    for (int i = 0; i < SYS_NARGS; i++)
+        ev.args[i] = ((u64 *)ctx)[2 + i];
 #endif
     sys_events_emit(ctx, &ev, sizeof(ev));
 #endif
