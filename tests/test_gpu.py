@@ -111,12 +111,17 @@ def test_opengl_glx_agrees_with_the_program_and_with_apitrace(build, display, tm
         assert got[c] == oracle[c], (c, got[c], oracle[c])
 
 
-@pytest.mark.parametrize("attach", ["cookies", "wrappers"])
+@pytest.mark.parametrize("attach", ["multi-link", "perf-links", "wrappers"])
 @bpf
-def test_vulkan_loader_and_device_proc_addr_calls(build, attach):
-    # "wrappers": one compiled BPF function per attach point, the path for kernels without uprobe cookies
+def test_vulkan_loader_and_device_proc_addr_calls(build, attach, monkeypatch):
+    # "multi-link": cookies, one uprobe_multi link per library (kernel 6.6+); "perf-links": cookies, one
+    # perf event and link per attach point (5.15+); "wrappers": one compiled BPF function per attach point
+    from ebpftoolkit.runtime import uprobe_link
+    monkeypatch.setattr(uprobe_link, "FORCE_PERF_LINKS", attach == "perf-links")
     s, df, own = trace([build / "vk_compute", "--iters", "10"], ["vulkan"], _wrappers=attach == "wrappers")
     assert ("int gpu_e_0(" in s.probes[0].source) == (attach == "wrappers")
+    mechanisms = {a["mechanism"] for a in s.metadata["attachments"] if a["kind"] == "uprobe"}
+    assert mechanisms == {"uprobe (multi link)" if attach == "multi-link" else "uprobe"}
     assert own["via_getdeviceprocaddr"]["vkCmdDispatch"] > 0
     assert_agree(df, own, ["vkCmdDispatch", "vkCmdCopyBuffer", "vkQueueSubmit", "vkQueueWaitIdle",
                            "vkAllocateMemory", "vkMapMemory", "vkFreeMemory"], [])

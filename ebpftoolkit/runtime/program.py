@@ -292,8 +292,7 @@ class BpfProgram:
                                          "mechanism": "raw tracepoint"})
             self._check_layouts()
             self._open_streams()
-            for u in self.uprobes:
-                self._attach_uprobe(u)
+            self._attach_uprobes()
         except BaseException:
             self.close()
             raise
@@ -321,6 +320,42 @@ class BpfProgram:
             if size != spec.dtype.itemsize:
                 raise ProbeCompileError(f"stream {spec.name}: {spec.c_type} is {size} bytes in C but the decoder "
                                         f"expects {spec.dtype.itemsize}; fix the probe's dtype")
+
+    def _attach_uprobes(self) -> None:
+        """Cookie uprobes go into one uprobe_multi link per (file, program, kind) where the kernel
+        has them; the others one by one."""
+        from .uprobe_link import multi_supported
+        if not multi_supported():
+            for u in self.uprobes:
+                self._attach_uprobe(u)
+            return
+        groups: dict[tuple, list[Uprobe]] = {}
+        for u in self.uprobes:
+            if u.cookie is None:
+                self._attach_uprobe(u)
+            else:
+                groups.setdefault((u.path, u.fn_name, u.ret, u.pid), []).append(u)
+        for (path, fn_name, ret, pid), us in groups.items():
+            self._attach_uprobe_multi(path, fn_name, ret, pid, us)
+
+    def _attach_uprobe_multi(self, path: str, fn_name: str, ret: bool, pid: int, us: list[Uprobe]) -> None:
+        from .elf import elf_file
+        from .uprobe_link import BPF_TRACE_UPROBE_MULTI, attach_uprobe_multi
+        bcc = import_bcc()
+        fn = self.bpf.load_func(fn_name.encode(), bcc.BPF.KPROBE, attach_type=BPF_TRACE_UPROBE_MULTI)
+        elf = elf_file(path)
+        try:
+            fd = attach_uprobe_multi(fn.fd, path, [elf.vaddr_to_offset(u.vaddr) for u in us],
+                                     [u.cookie for u in us], retprobe=ret, pid=pid)
+        except OSError as exc:
+            raise ProbeAttachError(
+                f"could not attach {len(us)} {'uretprobes' if ret else 'uprobes'} to {path} in one uprobe_multi "
+                f"link: {exc}. Check that `ebpftoolkit doctor` reports uprobes available") from exc
+        with self._lock:
+            self._link_fds.append(fd)
+        for u in us:
+            self.attachments.append({"kind": "uretprobe" if ret else "uprobe", "target": f"{path}:{u.vaddr:#x}",
+                                     "function": fn_name, "mechanism": "uprobe (multi link)"})
 
     def _attach_uprobe(self, u: Uprobe) -> None:
         attach = self.bpf.attach_uretprobe if u.ret else self.bpf.attach_uprobe
