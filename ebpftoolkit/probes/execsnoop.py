@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..errors import ProbeConfigError
 from ..runtime.clock import MonotonicClock
+from ..runtime.kernel import kernel_at_least
 from ..runtime.program import RawTracepoint, StreamSpec
 from ..runtime.records import c_struct_dtype, decode_str, decode_str_array
 from ..runtime.sources import bpf_source
@@ -114,6 +115,7 @@ class ExecSnoop(Probe):
     def bpf_text(self) -> str:
         defines = {
             "EXEC_MAX_ARGS": self.max_args, "EXEC_ARG_LEN": self.max_arg_len, "EXEC_FNAME_LEN": self.filename_len,
+            "EXEC_UNROLL": int(not kernel_at_least(5, 3)),      # bounded loops need 5.3
             "EXEC_FAILED_ONLY": int(self.failed_only), "EXEC_UID": -1 if self.uid is None else self.uid,
             "EXEC_RING_PAGES": self.streams()[0].pages, "EXEC_TASK_RING_PAGES": self.streams()[1].pages,
         }

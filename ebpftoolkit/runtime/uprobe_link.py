@@ -19,6 +19,8 @@ import errno
 import os
 from pathlib import Path
 
+from .kernel import kernel_at_least
+
 __all__ = ["attach_uprobe_with_cookie", "attach_uprobe_multi", "cookies_supported", "multi_supported",
            "BPF_TRACE_UPROBE_MULTI"]
 
@@ -53,14 +55,9 @@ class _MultiLinkCreate(ctypes.Structure):
                 ("uprobe_flags", ctypes.c_uint32), ("pid", ctypes.c_uint32), ("_rest", ctypes.c_uint8 * 36)]
 
 
-def _kernel_at_least(major: int, minor: int) -> bool:
-    release = os.uname().release.split(".")
-    return (int(release[0]), int("".join(c for c in release[1] if c.isdigit()) or 0)) >= (major, minor)
-
-
 def multi_supported() -> bool:
     """uprobe_multi links (kernel 6.6 and later)."""
-    return not FORCE_PERF_LINKS and cookies_supported() and _kernel_at_least(6, 6)
+    return not FORCE_PERF_LINKS and cookies_supported() and kernel_at_least(6, 6)
 
 
 def attach_uprobe_multi(prog_fd: int, path: str, file_offsets: list[int], cookies: list[int], *,
@@ -88,7 +85,7 @@ def cookies_supported() -> bool:
         _uprobe_pmu_type()
     except OSError:
         return False
-    return _kernel_at_least(5, 15)
+    return kernel_at_least(5, 15)
 
 
 def _check(ret: int, what: str) -> int:

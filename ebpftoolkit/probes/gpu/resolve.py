@@ -99,11 +99,17 @@ def find_libraries(soname: str, extra: tuple[str, ...] = ()) -> list[str]:
 
 def bundled_opencl_loaders(paths=None) -> list[str]:
     """OpenCL ICD loaders shipped inside Python packages (pyopencl's wheel bundles its own)."""
+    return list(_bundled_opencl_loaders(tuple(paths if paths is not None else sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _bundled_opencl_loaders(paths: tuple[str, ...]) -> tuple[str, ...]:
+    # globbing every site-packages folder takes ~15 ms; resolve() asks once per OpenCL call
     out = []
-    for d in (paths if paths is not None else sys.path):
+    for d in paths:
         out += glob.glob(os.path.join(d, "*", ".libs", "libOpenCL*.so*"))
         out += glob.glob(os.path.join(d, "*.libs", "libOpenCL*.so*"))
-    return sorted({os.path.realpath(p) for p in out})
+    return tuple(sorted({os.path.realpath(p) for p in out}))
 
 
 def _point(spec: CallSpec, path: str, vaddr: int, mechanism: str) -> AttachPoint:
