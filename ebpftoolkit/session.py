@@ -23,7 +23,8 @@ from .probes.base import SELF, Probe
 from .runtime import btf
 from .runtime.clock import MonotonicClock
 from .runtime.collector import Collector
-from .runtime.program import BpfProgram, stream_declaration
+from .runtime.program import BpfProgram
+from .runtime.streams import stream_declaration
 from .runtime.sources import bpf_source
 from .runtime.tracking import register_self_preexec, seed_tracked
 

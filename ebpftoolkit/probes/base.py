@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..errors import ProbeStateError
 from ..runtime.clock import MonotonicClock
-from ..runtime.program import RawTracepoint, StreamSpec
+from ..runtime.program import RawTracepoint
+from ..runtime.streams import StreamSpec
 
 if TYPE_CHECKING:
     from ..session import Session

@@ -15,7 +15,8 @@ import pandas as pd
 from ..errors import ProbeConfigError
 from ..runtime.clock import MonotonicClock
 from ..runtime.kernel import kernel_at_least
-from ..runtime.program import RawTracepoint, StreamSpec
+from ..runtime.program import RawTracepoint
+from ..runtime.streams import StreamSpec
 from ..runtime.records import c_struct_dtype, decode_str, decode_str_array
 from ..runtime.sources import bpf_source
 from .base import SELF, Probe

@@ -19,7 +19,8 @@ import pandas as pd
 from ..errors import ProbeConfigError
 from ..pmu import possible_cpus, require_supported, resolve_events, simulate_cache_misses
 from ..runtime.clock import MonotonicClock
-from ..runtime.program import RawTracepoint, StreamSpec
+from ..runtime.program import RawTracepoint
+from ..runtime.streams import StreamSpec
 from ..runtime.records import c_struct_dtype, decode_str_array
 from ..runtime.sources import bpf_source
 from .base import SELF, Probe

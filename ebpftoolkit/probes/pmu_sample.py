@@ -22,7 +22,8 @@ import pandas as pd
 from ..errors import ProbeConfigError
 from ..pmu import resolve_event, require_supported
 from ..runtime.clock import MonotonicClock
-from ..runtime.program import RawTracepoint, StreamSpec
+from ..runtime.program import RawTracepoint
+from ..runtime.streams import StreamSpec
 from ..runtime.records import c_struct_dtype, decode_str_array
 from ..runtime.sources import bpf_source
 from ..runtime.symbols import SYM_STATUS, ProcessMaps

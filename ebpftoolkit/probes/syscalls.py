@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import ProbeConfigError
 from ..runtime.clock import MonotonicClock
-from ..runtime.program import StreamSpec
+from ..runtime.streams import StreamSpec
 from ..runtime.records import c_struct_dtype
 from ..runtime.sources import bpf_source
 from .base import SELF, Probe

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ProbeConfigError
 
-__all__ = ["ElfFile", "elf_file", "first_instruction"]
+__all__ = ["ElfFile", "elf_file"]
 
 _SHT_SYMTAB, _SHT_DYNSYM = 2, 11
 _STT_FUNC, _STT_GNU_IFUNC = 2, 10

@@ -9,7 +9,8 @@ import pandas as pd
 
 from ...errors import ProbeConfigError, ProbeNotSupportedError
 from ...runtime.clock import MonotonicClock
-from ...runtime.program import StreamSpec, Uprobe
+from ...runtime.program import Uprobe
+from ...runtime.streams import StreamSpec
 from ...runtime.records import c_struct_dtype, decode_str_array
 from ...runtime.sources import bpf_source
 from ...runtime.uprobe_link import cookies_supported
