@@ -1,7 +1,7 @@
 /* ebpftoolkit SyscallTrace: entries of chosen system calls, with their first
  * SYS_NARGS arguments, as events (SYS_COUNT_ONLY=0) or as in-kernel counts
- * per (pid, syscall) (SYS_COUNT_ONLY=1).  One TRACEPOINT_PROBE per syscall is
- * generated after this file; each calls sys_on_enter().
+ * per (pid, syscall) (SYS_COUNT_ONLY=1).  One function per syscall (sys_tp_NAME) is
+ * generated after this file, attached by SyscallTrace.setup; each calls sys_on_enter().
  *
  * Every syscalls:sys_enter_* tracepoint has the same layout: the common
  * fields, int __syscall_nr at offset 8, then the arguments as 8-byte words

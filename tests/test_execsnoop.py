@@ -235,3 +235,16 @@ def test_bad_options_are_typed():
         Session(ExecSnoop(), descendants_of="everyone")
     with pytest.raises(ProbeStateError):
         ExecSnoop().df
+
+
+@bpf
+def test_execsnoop_and_syscall_trace_of_execve_in_one_session():
+    """Both probe sys_enter_execve; one session compiles and attaches both, and they agree."""
+    from ebpftoolkit import SyscallTrace
+    s = Session(ExecSnoop(), SyscallTrace(["execve"], nargs=1), descendants_of="command")
+    with s:
+        s.run(["/bin/sh", "-c", "/bin/true a; /bin/echo b >/dev/null; /no/such/tool 2>/dev/null; exit 0"])
+    execs, calls = s.tables["exec"], s.tables["syscalls"]
+    assert len(execs) == 4 and (execs["retval"] == -2).sum() == 1          # sh, true, echo, the failed one
+    assert len(calls) == len(execs) and set(calls["syscall"]) == {"execve"}
+    assert sorted(calls["tid"]) == sorted(execs["tid"])                     # one process each, no threads

@@ -93,9 +93,15 @@ class SyscallTrace(Probe):
                 f"#define SYS_COUNT_ONLY {int(self.count_only)}\n#define SYS_COUNT_KEYS 16384\n")
         if self.count_only:
             head += "static __always_inline void sys_events_emit(void *c, void *d, u64 s) {}\n"
-        probes = "".join(f"\nTRACEPOINT_PROBE(syscalls, sys_enter_{n})\n{{\n    return sys_on_enter(args, {i});\n}}\n"
+        # plain functions attached in setup(), not TRACEPOINT_PROBE: another probe of the session
+        # (ExecSnoop on sys_enter_execve) may define a TRACEPOINT_PROBE on the same tracepoint
+        probes = "".join(f"\nint sys_tp_{n}(void *ctx)\n{{\n    return sys_on_enter(ctx, {i});\n}}\n"
                          for n, i in nrs.items())
         return head + bpf_source("syscalls.c") + probes
+
+    def setup(self, program) -> None:
+        for n in self._indices():
+            program.attach_tracepoint_fn(f"syscalls:sys_enter_{n}", f"sys_tp_{n}")
 
     def table_names(self):
         return ["syscall_counts"] if self.count_only else ["syscalls"]
