@@ -57,13 +57,29 @@ BPF_HASH(gpu_out_ptr, u64, u64, 10240);      /* (tid << 32 | point) -> out point
 BPF_HASH(gpu_skip_ret, u64, u8, 10240);     /* (tid << 32 | point): the entry was internal, drop its return */
 BPF_PERCPU_ARRAY(gpu_internal, u64, 1);
 
+/* (thread, attach point): pairs a call's entry with its return */
+static __always_inline u64 gpu_call_key(u64 id, u32 point)
+{
+    return ((u64)(u32)id << 32) | point;
+}
+
+/* The fields every record has. */
+static __always_inline void gpu_event_start(struct gpu_event *e, u64 id, u32 point, u32 kind)
+{
+    e->ts = bpf_ktime_get_ns();
+    e->pid = id >> 32;
+    e->tid = (u32)id;
+    e->point = point;
+    e->kind = kind;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
 static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_arg, u32 deref_off,
                                      int out_arg, int has_ret, int self_filter, u64 probe_vaddr, u64 lib_lo,
                                      u64 lib_hi, u32 stack_adj, u32 remap, struct gpu_point *gp)
 {
     u64 id = bpf_get_current_pid_tgid();
-    u32 pid = id >> 32;
-    if (!ebt_wanted(pid))
+    if (!ebt_wanted(id >> 32))
         return 0;
     /* one read for the return address and the three stack arguments above it (each
      * bpf_probe_read_user costs about 150 ns here).  stack_adj: the probe may sit a few
@@ -79,7 +95,7 @@ static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_
             if (n)
                 (*n)++;
             if (has_ret) {
-                u64 key = ((u64)(u32)id << 32) | point;
+                u64 key = gpu_call_key(id, point);
                 u8 one = 1;
                 gpu_skip_ret.update(&key, &one);
             }
@@ -87,11 +103,7 @@ static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_
         }
     }
     struct gpu_event e = {};
-    e.ts = bpf_ktime_get_ns();
-    e.pid = pid;
-    e.tid = (u32)id;
-    e.point = point;
-    e.kind = GPU_ENTRY;
+    gpu_event_start(&e, id, point, GPU_ENTRY);
     e.caller = caller;
     e.args[0] = ctx->di;
     e.args[1] = ctx->si;
@@ -122,9 +134,8 @@ static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_
         if (p)
             bpf_probe_read_user(&e.deref, sizeof(e.deref), (void *)(p + deref_off));
     }
-    bpf_get_current_comm(e.comm, sizeof(e.comm));
     if (out_arg >= 0) {
-        u64 key = ((u64)e.tid << 32) | point;
+        u64 key = gpu_call_key(id, point);
         u64 p = e.args[out_arg & 7];
         gpu_out_ptr.update(&key, &p);
     }
@@ -135,24 +146,17 @@ static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_
 static __always_inline int gpu_return(struct ebt_regs *ctx, u32 point, int has_out)
 {
     u64 id = bpf_get_current_pid_tgid();
-    u32 pid = id >> 32;
-    if (!ebt_wanted(pid))
+    if (!ebt_wanted(id >> 32))
         return 0;
-    u64 skip_key = ((u64)(u32)id << 32) | point;
-    if (gpu_skip_ret.lookup(&skip_key)) {
-        gpu_skip_ret.delete(&skip_key);
+    u64 key = gpu_call_key(id, point);
+    if (gpu_skip_ret.lookup(&key)) {
+        gpu_skip_ret.delete(&key);
         return 0;
     }
     struct gpu_event e = {};
-    e.ts = bpf_ktime_get_ns();
-    e.pid = pid;
-    e.tid = (u32)id;
-    e.point = point;
-    e.kind = GPU_RETURN;
+    gpu_event_start(&e, id, point, GPU_RETURN);
     e.args[0] = ctx->ax;
-    bpf_get_current_comm(e.comm, sizeof(e.comm));
     if (has_out) {
-        u64 key = ((u64)e.tid << 32) | point;
         u64 *p = gpu_out_ptr.lookup(&key);
         if (p) {
             if (*p)

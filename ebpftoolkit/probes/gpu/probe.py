@@ -138,13 +138,15 @@ class GpuTrace(Probe):
                 out.append(Uprobe(p.path, p.vaddr, ret, True, self.pid or -1, cookie))
         return out
 
-    def _point_config(self, i: int, p: AttachPoint) -> tuple:
+    def _point_config(self, p: AttachPoint) -> tuple:
+        """An attach point's gpu_points entry, in struct gpu_point's field order (bpf_src/gpu.c)."""
         s = p.spec
         da, do = s.deref if s.deref else (-1, 0)
         oa = -1 if s.out_arg is None else s.out_arg
         ret = int(self._wants_return(s))
         addr, site = p.entry(bool(ret))
-        return addr, p.lib_lo, p.lib_hi, da, do, oa, ret, int(s.self_filter), site.stack_adj
+        remap, regs, narrow = self._arg_moves(site)
+        return addr, p.lib_lo, p.lib_hi, da, do, oa, ret, int(s.self_filter), site.stack_adj, remap, narrow, regs
 
     @staticmethod
     def _arg_moves(site) -> tuple[int, list[int], int]:
@@ -157,11 +159,9 @@ class GpuTrace(Probe):
         """Describe every attach point in gpu_points (read by gpu_entry_any through the cookie)."""
         table = program.table("gpu_points")
         for i, p in enumerate(self.points):
-            leaf = table.Leaf(*self._point_config(i, p))
-            remap, regs, narrow = self._arg_moves(p.entry(self._wants_return(p.spec))[1])
-            leaf.remap, leaf.narrow = remap, narrow
-            for k, r in enumerate(regs):
-                leaf.arg_reg[k] = r
+            *fields, regs = self._point_config(p)
+            leaf = table.Leaf(*fields)
+            leaf.arg_reg[:] = regs
             table[table.Key(i)] = leaf
 
     def bpf_text(self) -> str:
@@ -175,8 +175,7 @@ class GpuTrace(Probe):
         lines.append("// one wrapper per attach point: (point, deref arg, deref offset, out arg, has return probe, "
                      "self filter, probe address, library range, stack adjust, arguments moved)")
         for i, p in enumerate(self.points):
-            addr, lo, hi, da, do, oa, ret, sf, adj = self._point_config(i, p)
-            remap = self._arg_moves(p.entry(bool(ret))[1])[0]
+            addr, lo, hi, da, do, oa, ret, sf, adj, remap, _narrow, _regs = self._point_config(p)
             lines.append(f"int gpu_e_{i}(struct ebt_regs *ctx) {{ return gpu_entry(ctx, {i}, {da}, {do}, {oa}, {ret}, "
                          f"{sf}, {addr:#x}, {lo:#x}, {hi:#x}, {adj}, {remap}, 0); }}  // {p.spec.api} {p.spec.name}")
             if ret:
