@@ -193,16 +193,13 @@ class BpfProgram:
         """Cookie uprobes go into one uprobe_multi link per (file, program, kind) where the kernel
         has them; the others one by one."""
         from .uprobe_link import multi_supported
-        if not multi_supported():
-            for u in self.uprobes:
-                self._attach_uprobe(u)
-            return
+        multi = multi_supported()
         groups: dict[tuple, list[Uprobe]] = {}
         for u in self.uprobes:
-            if u.cookie is None:
-                self._attach_uprobe(u)
-            else:
+            if multi and u.cookie is not None:
                 groups.setdefault((u.path, u.fn_name, u.ret, u.pid), []).append(u)
+            else:
+                self._attach_uprobe(u)
         for (path, fn_name, ret, pid), us in groups.items():
             self._attach_uprobe_multi(path, fn_name, ret, pid, us)
 
