@@ -179,6 +179,22 @@ def _check_free(var: str) -> None:
         raise UsageError(f"{var} is still tracing: `%ebpf stop {var}` first, or pass --var NAME")
 
 
+def _probes_unless_printing(args, descendants_of, refusal: str):
+    """The probes to trace with, after the root check (its failure raised as ``refusal: why``); None when
+    --ebpf asked only to print the generated BPF C, which needs no root and is printed here."""
+    if not args.ebpf:
+        problem = _root_problem()
+        if problem:
+            raise UsageError(f"{refusal}: {problem}")
+    probes = _probes(args, descendants_of)
+    if args.ebpf:
+        from .session import build_program_text
+        print(build_program_text(probes, descendants_of is not None))
+        return None
+    _check_free(args.var)
+    return probes
+
+
 def _wait(seconds: float) -> None:
     threading.Event().wait(max(seconds, 0.0))   # Ctrl-C (kernel interrupt) ends it
 
@@ -285,7 +301,7 @@ class EbpfMagics(Magics):
     # -- %%ebpf -------------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str):
         __tracebackhide__ = True
-        from .session import Session, build_program_text
+        from .session import Session
         args = _parse(cell_parser(), line)
         if args is None:
             return None
@@ -294,15 +310,9 @@ class EbpfMagics(Magics):
             raise UsageError(f"%%ebpf traces the cell: unexpected arguments {shlex.join(extra)!r} (run the command "
                              "inside the cell, e.g. !make or subprocess.run([...]))")
         scope = None if args.system_wide else "self"
-        if not args.ebpf:
-            problem = _root_problem()
-            if problem:
-                raise UsageError(f"%%ebpf: not tracing, and the cell was NOT run: {problem}")
-        probes = _probes(args, scope)
-        if args.ebpf:
-            print(build_program_text(probes, scope is not None))
+        probes = _probes_unless_printing(args, scope, "%%ebpf: not tracing, and the cell was NOT run")
+        if probes is None:
             return None
-        _check_free(args.var)
         session = Session(*probes, descendants_of=scope)
         who = "every process on this machine" if scope is None else "this kernel and its children"
         status = _Status(self.shell, "%%ebpf", COMPILING)
@@ -377,7 +387,7 @@ class EbpfMagics(Magics):
 
     # -- %ebpf attach / stop ------------------------------------------------------------------------
     def _attach(self, rest: str):
-        from .session import Session, build_program_text
+        from .session import Session
         tokens = rest.split(None, 1)
         if not tokens or not tokens[0].isdigit():
             raise UsageError("%ebpf attach PID [record options] [--seconds S]: give the pid of a running process, "
@@ -391,15 +401,9 @@ class EbpfMagics(Magics):
         import os
         if not os.path.exists(f"/proc/{pid}"):
             raise UsageError(f"%ebpf attach: no process {pid} (is it still running? see `ps`)")
-        if not args.ebpf:
-            problem = _root_problem()
-            if problem:
-                raise UsageError(f"%ebpf attach: not tracing: {problem}")
-        probes = _probes(args, pid)
-        if args.ebpf:
-            print(build_program_text(probes, True))
+        probes = _probes_unless_printing(args, pid, "%ebpf attach: not tracing")
+        if probes is None:
             return None
-        _check_free(args.var)
         session = Session(*probes, descendants_of=pid)
         status = _Status(self.shell, "%ebpf", COMPILING)
         self._start(session, status)
