@@ -176,7 +176,10 @@ class ElfFile:
         except ProbeConfigError:
             raise
         except Exception as e:   # ELFError/ELFParseError, and Index/Value/Key/struct errors on corrupt headers
-            why = str(e) if isinstance(e, ELFError) and not isinstance(e, ELFParseError) else f"truncated or corrupt ({type(e).__name__}: {e})"
+            if isinstance(e, ELFError) and not isinstance(e, ELFParseError):
+                why = str(e)   # e.g. "Magic number does not match"
+            else:
+                why = f"truncated or corrupt ({type(e).__name__}: {e})"
             raise ProbeConfigError(f"{self.path} is not a 64-bit little-endian ELF file: {why}") from e
 
     def _function_symbols(self) -> list[tuple[str, int, int, int]]:
