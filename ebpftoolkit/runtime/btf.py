@@ -1,139 +1,88 @@
-"""Read struct member offsets from the running kernel's BTF.
+"""Read struct member offsets and struct layouts from BTF, through libbpf.
 
 BCC compiles against whatever kernel headers are installed, and on this kind of
 machine those belong to an older kernel (6.1 headers on a 6.18 kernel), so
 ``struct task_struct`` as the compiler sees it does not match the kernel's.  BPF
 programs that read kernel structures therefore never rely on header layouts:
 they read at byte offsets taken here from ``/sys/kernel/btf/vmlinux`` and handed
-to the compiler as ``-D`` macros.
+to the compiler as ``-D`` macros.  ``struct_dtype`` turns a struct of any BTF
+(the kernel's, or a BPF object's built with ``clang -g``) into a numpy dtype.
+
+libbpf parses the BTF (``runtime/libbpf.py``); this module only walks members.
+member_offsets() for the five task_struct members the probes use, disk cache off
+(EBPFTOOLKIT_NO_CACHE=1), first call in a fresh process on kernel 6.18 (126,623
+types), median of 15: 93 ms with the former hand-written Python parser, 13 ms
+with libbpf 1.1.2.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
-import struct
 from pathlib import Path
 
-from ..errors import BTFError
+import numpy as np
 
-__all__ = ["member_offset", "member_offsets", "VMLINUX_BTF"]
+from ..errors import BTFError
+from .libbpf import INT_BOOL, INT_SIGNED, KIND, Btf, BtfMember, LibbpfError
+
+__all__ = ["member_offset", "member_offsets", "struct_dtype", "VMLINUX_BTF"]
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
-
-_MAGIC = 0xEB9F
-# kind -> (bytes of extra data fixed, bytes per vlen item)
-_EXTRA = {
-    1: (4, 0),    # INT
-    2: (0, 0),    # PTR
-    3: (12, 0),   # ARRAY
-    4: (0, 12),   # STRUCT
-    5: (0, 12),   # UNION
-    6: (0, 8),    # ENUM
-    7: (0, 0),    # FWD
-    8: (0, 0),    # TYPEDEF
-    9: (0, 0),    # VOLATILE
-    10: (0, 0),   # CONST
-    11: (0, 0),   # RESTRICT
-    12: (0, 0),   # FUNC
-    13: (0, 8),   # FUNC_PROTO
-    14: (4, 0),   # VAR
-    15: (0, 12),  # DATASEC
-    16: (0, 0),   # FLOAT
-    17: (4, 0),   # DECL_TAG
-    18: (0, 0),   # TYPE_TAG
-    19: (0, 12),  # ENUM64
-}
-_STRUCT, _UNION = 4, 5
-
-
-class _Btf:
-    def __init__(self, data: bytes):
-        if len(data) < 24:
-            raise BTFError("BTF data is truncated")
-        magic, _ver, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
-        if magic != _MAGIC:
-            raise BTFError("not a BTF file (bad magic)")
-        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
-        self._types_start = hdr_len + type_off
-        self._strings = data[hdr_len + str_off: hdr_len + str_off + str_len]
-        self._data = data
-        # type id -> (kind, name_off, vlen, kind_flag, offset of member array)
-        self._types: list[tuple[int, int, int, int, int] | None] = [None]
-        self._structs_by_name: dict[str, int] = {}
-        pos, end = self._types_start, self._types_start + type_len
-        unpack = struct.Struct("<III").unpack_from
-        while pos < end:
-            name_off, info, _size = unpack(data, pos)
-            kind = (info >> 24) & 0x1F
-            vlen = info & 0xFFFF
-            kflag = info >> 31
-            try:
-                fixed, per = _EXTRA[kind]
-            except KeyError:
-                raise BTFError(f"unknown BTF kind {kind}: this BTF is newer than ebpftoolkit understands") from None
-            self._types.append((kind, name_off, vlen, kflag, pos + 12))
-            if kind == _STRUCT and name_off:
-                self._structs_by_name.setdefault(self._name(name_off), len(self._types) - 1)
-            pos += 12 + fixed + per * vlen
-
-    def _name(self, off: int) -> str:
-        end = self._strings.index(b"\0", off)
-        return self._strings[off:end].decode()
-
-    def find_member(self, type_id: int, member: str) -> int | None:
-        """Byte offset of ``member`` in struct/union ``type_id``, searching anonymous members."""
-        kind, _name_off, vlen, kflag, moff = self._types[type_id]
-        for i in range(vlen):
-            name_off, mtype, offset = struct.unpack_from("<III", self._data, moff + 12 * i)
-            bit_off = offset & 0xFFFFFF if kflag else offset
-            if name_off and self._name(name_off) == member:
-                if bit_off % 8:
-                    raise BTFError(f"member {member} is a bit field; it cannot be read at a byte offset")
-                return bit_off // 8
-            if not name_off:
-                inner = self._resolve(mtype)
-                if inner is not None:
-                    found = self.find_member(inner, member)
-                    if found is not None:
-                        return bit_off // 8 + found
-        return None
-
-    def _resolve(self, type_id: int) -> int | None:
-        """Follow typedef/const/volatile to a struct or union id (None for anything else)."""
-        while type_id:
-            kind = self._types[type_id][0]
-            if kind in (_STRUCT, _UNION):
-                return type_id
-            if kind not in (8, 9, 10, 11, 18):
-                return None
-            _n, _i, type_id = struct.unpack_from("<III", self._data, self._types[type_id][4] - 12)
-        return None
-
-    def struct_id(self, name: str) -> int:
-        try:
-            return self._structs_by_name[name]
-        except KeyError:
-            raise BTFError(f"struct {name} is not in the kernel's BTF") from None
+_STRUCT, _UNION, _INT = KIND["STRUCT"], KIND["UNION"], KIND["INT"]
 
 
 @functools.lru_cache(maxsize=2)
-def _load(path: str) -> _Btf:
+def _load(path: str) -> Btf:
     p = Path(path)
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise BTFError(f"{p} does not exist: this kernel was built without CONFIG_DEBUG_INFO_BTF") from None
-    except PermissionError:
-        raise BTFError(f"{p} is not readable: run as root") from None
-    return _Btf(data)
+        return Btf.from_file(p)
+    except LibbpfError as e:
+        if e.errno == errno.ENOENT and not p.exists():
+            raise BTFError(f"{p} does not exist: this kernel was built without CONFIG_DEBUG_INFO_BTF") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise BTFError(f"{p} is not readable: run as root") from None
+        raise BTFError(f"cannot read BTF from {p}: {e}") from None
+
+
+def _bitfield(btf: Btf, m: BtfMember) -> bool:
+    if m.bitfield_size or m.bit_offset % 8:
+        return True
+    t = btf.type(btf.resolve(m.type))   # BTF without kflag encodes bit fields in the member's INT type
+    return t.kind == _INT and (t.int_offset != 0 or t.int_bits != 8 * t.size)
+
+
+def _find_member(btf: Btf, type_id: int, struct_name: str, member: str) -> int | None:
+    """Byte offset of ``member`` in struct/union ``type_id``, searching anonymous members."""
+    for m in btf.type(type_id).members:
+        if m.name == member:
+            if _bitfield(btf, m):
+                raise BTFError(f"{struct_name}.{member} is a bit field: it has no byte offset to read it at "
+                               "(read the word that holds it and mask it instead)")
+            return m.bit_offset // 8
+        if not m.name:
+            inner = btf.resolve(m.type)
+            if btf.type(inner).kind in (_STRUCT, _UNION):
+                found = _find_member(btf, inner, struct_name, member)
+                if found is not None:
+                    return m.bit_offset // 8 + found
+    return None
+
+
+def _struct_id(btf: Btf, name: str, where: str) -> int:
+    try:
+        return btf.find(name, _STRUCT)
+    except LibbpfError:
+        raise BTFError(f"struct {name} is not in {where}") from None
 
 
 def member_offset(struct_name: str, member: str, path: str | Path = VMLINUX_BTF) -> int:
     """Byte offset of ``struct_name.member`` in the running kernel (anonymous unions included)."""
     btf = _load(str(path))
-    off = btf.find_member(btf.struct_id(struct_name), member)
+    where = "the kernel's BTF" if Path(path) == VMLINUX_BTF else f"the BTF of {path}"
+    off = _find_member(btf, _struct_id(btf, struct_name, where), struct_name, member)
     if off is None:
-        raise BTFError(f"struct {struct_name} has no member {member} in this kernel's BTF")
+        raise BTFError(f"struct {struct_name} has no member {member} in {where}")
     return off
 
 
@@ -144,3 +93,71 @@ def member_offsets(spec: dict[str, tuple[str, str]], path: str | Path = VMLINUX_
     key = [uname.release, uname.version, str(path), sorted(spec.items())]
     return cached("btf", key, lambda: {macro: member_offset(s, m, path) for macro, (s, m) in spec.items()},
                   lambda _value: [path])
+
+
+def struct_dtype(btf: Btf, name: str) -> np.dtype:
+    """numpy structured dtype of ``struct name``, with BTF's field offsets and size.
+
+    Integers (1/2/4/8 bytes), enums (their size; signed if BTF says so), floats, pointers (u8), ``char``
+    arrays (``S<n>``), other arrays (subarrays) and nested structs (nested dtypes; anonymous ones have
+    their fields merged in, as C does).  Unions and bit fields raise BTFError.
+    """
+    try:
+        type_id = btf.find(name, _STRUCT)
+    except LibbpfError:
+        try:
+            btf.find(name, _UNION)
+        except LibbpfError:
+            raise BTFError(f"struct {name} is not in the BTF of {btf.source}") from None
+        raise BTFError(f"{name} is a union: struct_dtype does not decode unions yet") from None
+    return _dtype(btf, type_id, f"struct {name}")
+
+
+def _dtype(btf: Btf, type_id: int, where: str) -> np.dtype:
+    t = btf.type(btf.resolve(type_id))
+    kind = t.kind_name
+    if kind == "INT":
+        if t.int_offset or t.int_bits != 8 * t.size:
+            raise BTFError(f"{where} is a bit field: struct_dtype cannot decode bit fields")
+        if t.int_encoding & INT_BOOL and t.size == 1:
+            return np.dtype("?")
+        return _int(t.size, bool(t.int_encoding & INT_SIGNED), where, t.name)
+    if kind in ("ENUM", "ENUM64"):
+        return _int(t.size, t.kflag, where, f"enum {t.name}")
+    if kind == "FLOAT" and t.size in (2, 4, 8):
+        return np.dtype(f"f{t.size}")
+    if kind == "PTR":
+        return np.dtype("u8")
+    if kind == "ARRAY":
+        elem, _index, n = t.array
+        e = btf.type(btf.resolve(elem))
+        if e.kind == _INT and e.size == 1 and e.name == "char":
+            return np.dtype(f"S{n}")
+        return np.dtype((_dtype(btf, elem, f"{where}[]"), (n,)))
+    if kind == "STRUCT":
+        names, formats, offsets = [], [], []
+        _fields(btf, t, 0, where, names, formats, offsets)
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": t.size})
+    if kind == "UNION":
+        raise BTFError(f"{where} is a union: struct_dtype does not decode unions yet")
+    raise BTFError(f"{where} has type {kind} {t.name!r}, which has no numpy dtype")
+
+
+def _fields(btf: Btf, t, base: int, where: str, names: list, formats: list, offsets: list) -> None:
+    for m in t.members:
+        at = f"{where}.{m.name or '(anonymous)'}"
+        if _bitfield(btf, m):
+            raise BTFError(f"{at} is a bit field: struct_dtype cannot decode bit fields")
+        inner = btf.type(btf.resolve(m.type))
+        if not m.name and inner.kind == _STRUCT:
+            _fields(btf, inner, base + m.bit_offset // 8, where, names, formats, offsets)
+            continue
+        names.append(m.name)
+        formats.append(_dtype(btf, m.type, at))
+        offsets.append(base + m.bit_offset // 8)
+
+
+def _int(size: int, signed: bool, where: str, what: str) -> np.dtype:
+    if size not in (1, 2, 4, 8):
+        raise BTFError(f"{where}: {what} is {size} bytes wide; numpy has no such integer")
+    return np.dtype(f"{'i' if signed else 'u'}{size}")
