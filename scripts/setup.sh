@@ -11,7 +11,9 @@ say() { echo "setup: $*"; }
 # 1. Debian packages
 arch="$(dpkg --print-architecture)"
 read -r -a extra <<< "${EBPFTOOLKIT_EXTRA_APT:-}"
-pkgs=(python3-bpfcc bpfcc-tools bpftool "linux-headers-$arch" python3-venv strace linux-perf valgrind gcc make
+# (libbpf1, which runtime/libbpf.py loads, comes with python3-bpfcc through libbpfcc; clang compiles the
+# BPF objects of tests/unit/test_btf.py)
+pkgs=(python3-bpfcc bpfcc-tools bpftool "linux-headers-$arch" python3-venv strace linux-perf valgrind gcc make clang
       chromium chromium-driver fonts-dejavu-core "${extra[@]}")
 # what the GPU API workloads need (OpenGL/Mesa, Vulkan/lavapipe, OpenCL/PoCL, Xvfb, apitrace):
 # the PACKAGES list in workloads/gpu/Makefile, read without needing make
