@@ -1,30 +1,43 @@
 """ebpftoolkit: exploratory eBPF profiling from notebooks.
 
-Probes capture (ExecSnoop), a Session groups them and holds the results as
-pandas DataFrames, ``doctor()`` says what this machine can trace.
+Probes (ExecSnoop, GpuTrace, PmuCounters, PmuSampler, SyscallTrace) record into a
+Session; stopping it gives a Recording (tables as pandas DataFrames, loss counts,
+typed metadata) that saves, loads and renders.  ``doctor()`` says what this machine
+can trace.  Importing the package is cheap: everything else loads when first used.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .doctor import doctor  # noqa: E402  (the function; doctor.py imports no bcc)
+from .doctor import doctor  # noqa: E402  (ctypes only; the function shadows the module name, as before)
 from .errors import EbpfToolkitError  # noqa: E402
-from .probes.execsnoop import ExecSnoop  # noqa: E402
-from .probes.gpu import GpuTrace  # noqa: E402
-from .probes.pmu import PmuCounters  # noqa: E402
-from .probes.syscalls import SyscallTrace  # noqa: E402
-from .session import LostEventsWarning, Session  # noqa: E402
+
+__all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "Session", "Recording",
+           "doctor", "EbpfToolkitError", "LostEventsWarning", "__version__"]
+
+_LAZY = {"ExecSnoop": ".probes.execsnoop", "SyscallTrace": ".probes.syscalls", "GpuTrace": ".probes.gpu",
+         "PmuCounters": ".probes.pmu", "PmuSampler": ".probes.pmu", "Session": ".session",
+         "LostEventsWarning": ".session", "Recording": ".recording"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ebpftoolkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_ipython_extension(ipython):
-    """``%load_ext ebpftoolkit``: the %%ebpf, %ebpf and %execsnoop magics (see ebpftoolkit.magics)."""
-    from .magics import load_ipython_extension as _load
+    """``%load_ext ebpftoolkit``: the %%ebpf, %ebpf and %execsnoop magics (see ebpftoolkit.notebook)."""
+    from .notebook import load_ipython_extension as _load
     _load(ipython)
 
 
 def unload_ipython_extension(ipython):
     """``%unload_ext ebpftoolkit``: stop every session the magics started, remove the magics."""
-    from .magics import unload_ipython_extension as _unload
+    from .notebook import unload_ipython_extension as _unload
     _unload(ipython)
-
-
-__all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "Session", "doctor", "EbpfToolkitError",
-           "LostEventsWarning", "__version__"]

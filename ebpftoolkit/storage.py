@@ -1,12 +1,20 @@
-"""Save a Session to a folder (Parquet per table + metadata JSON) and load it back.
+"""A recording on disk: one Parquet file per table and ``metadata.json``.
 
-Text captured from traced programs may hold bytes that are not UTF-8 (kept as
-surrogates, see ``decode_str``); Parquet strings must be UTF-8, so such columns
-are stored as binary and decoded again on load.  Loading needs no root.
+Text captured from traced programs may hold bytes that are not UTF-8 (kept in memory
+as surrogates, see ``runtime.records.decode_str``).  Parquet strings must be UTF-8, so
+a text column is stored as UTF-8 text (what DuckDB, Polars or pyarrow read directly;
+bytes that are not UTF-8 show as U+FFFD there) and, only where some value is not valid
+UTF-8, a companion column ``__raw__<name>`` holds those values' original bytes, from
+which :func:`load_recording` restores them exactly.
+
+Saving is atomic: the folder is written under a temporary name beside the target and
+renamed into place, so a failure (a full disk) leaves the previous folder or none.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,92 +22,162 @@ import pandas as pd
 
 from .errors import SessionLoadError
 
-__all__ = ["save_session", "load_session", "FORMAT_VERSION"]
+__all__ = ["save_tables", "load_tables", "FORMAT_VERSION", "RAW_PREFIX"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 1: ebpftoolkit 0.1 (text stored as binary); 2: UTF-8 text + __raw__ columns
+RAW_PREFIX = "__raw__"
 _ENC = ("utf-8", "surrogateescape")
 
 
 def _is_text_list(v) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    return isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, str) for x in v)
+
+
+def _valid(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _shown(s: str) -> str:
+    return s.encode(*_ENC).decode("utf-8", "replace")
 
 
 def _encode(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    out, codecs = df.copy(), {}
+    out, codecs = {}, {}
     for col in df.columns:
-        if df[col].dtype != object:
+        s = df[col]
+        if s.dtype != object and not pd.api.types.is_string_dtype(s.dtype):
+            out[col] = s
             continue
-        vals = df[col].dropna()
+        vals = s.dropna()
         if len(vals) and all(_is_text_list(v) for v in vals):
-            out[col] = df[col].map(lambda v: None if v is None else [x.encode(*_ENC) for x in v])
+            bad = [v is not None and not all(_valid(x) for x in v) for v in s]
+            out[col] = pd.Series([None if v is None else [_shown(x) for x in v] for v in s], index=s.index,
+                                 dtype=object)
             codecs[col] = "list[str]"
+            if any(bad):
+                out[RAW_PREFIX + col] = pd.Series([[x.encode(*_ENC) for x in v] if b else None for v, b in zip(s, bad)],
+                                                  index=s.index, dtype=object)
         elif len(vals) == 0 or all(isinstance(v, str) for v in vals):
-            out[col] = df[col].map(lambda v: v.encode(*_ENC) if isinstance(v, str) else None)
-            codecs[col] = "str"
-    return out, codecs
-
-
-def _decode(df: pd.DataFrame, codecs: dict[str, str]) -> pd.DataFrame:
-    for col, codec in codecs.items():
-        if codec == "list[str]":
-            vals = [None if v is None else [bytes(x).decode(*_ENC) for x in v] for v in df[col]]
+            py = [v if isinstance(v, str) else None for v in s]
+            bad = [v is not None and not _valid(v) for v in py]
+            out[col] = pd.Series([None if v is None else _shown(v) for v in py], index=s.index, dtype=object)
+            codecs[col] = "str" if s.dtype == object else "string"     # string: pandas' string dtype, kept
+            if any(bad):
+                out[RAW_PREFIX + col] = pd.Series([v.encode(*_ENC) if b else None for v, b in zip(py, bad)],
+                                                  index=s.index, dtype=object)
         else:
-            vals = [None if v is None else bytes(v).decode(*_ENC) for v in df[col]]
+            out[col] = s
+    return pd.DataFrame(out, index=df.index), codecs
+
+
+def _decode(df: pd.DataFrame, codecs: dict[str, str], version: int) -> pd.DataFrame:
+    for col, codec in codecs.items():
+        if col not in df:
+            raise SessionLoadError(f"column {col!r} is listed in the metadata but missing from the table")
+        raw = df.pop(RAW_PREFIX + col) if RAW_PREFIX + col in df else None
+        if version == 1:        # everything was stored as bytes
+            raw, text = df[col], None
+        else:
+            text = df[col]
+        vals = []
+        for i in range(len(df)):
+            r = raw.iat[i] if raw is not None else None
+            if r is not None and not (np.ndim(r) == 0 and pd.isna(r)):
+                vals.append([bytes(x).decode(*_ENC) for x in r] if codec == "list[str]" else bytes(r).decode(*_ENC))
+            else:
+                t = text.iat[i] if text is not None else None
+                if t is None or (np.ndim(t) == 0 and pd.isna(t)):
+                    vals.append(None)
+                else:
+                    vals.append([str(x) for x in t] if codec == "list[str]" else str(t))
         df[col] = pd.Series(vals, index=df.index, dtype=object)
+        if codec == "string":
+            df[col] = df[col].astype("str")
     return df
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (pd.Timestamp,)):
-        return o.isoformat()
-    return str(o)
-
-
-def save_session(session, path) -> Path:
+def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict) -> Path:
+    """Write ``tables`` and the JSON document ``meta`` (to which the format and codecs are added) to ``path``."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tables = dict(session.tables)
-    tables["_loss_windows"] = session.loss_windows
-    codecs = {}
-    for name, df in tables.items():
-        enc, codecs[name] = _encode(df)
-        enc.to_parquet(path / f"{name}.parquet", index=False)
-    meta = {"format_version": FORMAT_VERSION, "metadata": session.metadata, "lost": session.lost,
-            "tables": sorted(n for n in tables if not n.startswith("_")), "codecs": codecs}
-    (path / "metadata.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+    parent = path.resolve().parent
+    tmp = parent / f".{path.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=False)
+    try:
+        codecs = {}
+        for name, df in tables.items():
+            enc, codecs[name] = _encode(df)
+            enc.to_parquet(tmp / f"{name}.parquet", index=False)
+        doc = dict(meta, format_version=FORMAT_VERSION, codecs=codecs)
+        (tmp / "metadata.json").write_text(json.dumps(doc, indent=2, default=_json_default))
+        _replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
 
 
-def load_session(path):
-    from .session import Session
+def _replace(tmp: Path, path: Path) -> None:
+    if path.exists():
+        if not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a folder")
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, pd.Timestamp):
+        return o.isoformat()
+    if isinstance(o, (bytes, bytearray)):
+        return o.decode("utf-8", "backslashreplace")
+    return str(o)
+
+
+def load_tables(path) -> tuple[dict[str, pd.DataFrame], dict]:
+    """(tables, metadata document) of a saved recording; every problem is a SessionLoadError naming the file."""
     path = Path(path)
     meta_file = path / "metadata.json"
     if not meta_file.is_file():
-        raise SessionLoadError(f"{path} is not a saved session (no metadata.json); "
+        raise SessionLoadError(f"{path} is not a saved recording (no metadata.json); "
                                "save one with Session.save(path) or `ebpftoolkit record -o PATH`")
     try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
+        doc = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SessionLoadError(f"{meta_file} is damaged ({exc}); record the session again") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise SessionLoadError(f"{path} was saved in format {meta.get('format_version')}, this ebpftoolkit reads "
-                               f"format {FORMAT_VERSION}: load it with the version that saved it")
+    if not isinstance(doc, dict):
+        raise SessionLoadError(f"{meta_file}: expected a JSON object, got {type(doc).__name__}")
+    version = doc.get("format_version")
+    if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
+        raise SessionLoadError(f"{meta_file}: format_version {version!r} is not one this ebpftoolkit reads "
+                               f"(1 or {FORMAT_VERSION}): load it with the version that saved it")
+    names, codecs = doc.get("tables"), doc.get("codecs")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SessionLoadError(f"{meta_file}: 'tables' must be a list of table names")
+    if not isinstance(codecs, dict) or not all(isinstance(v, dict) for v in codecs.values()):
+        raise SessionLoadError(f"{meta_file}: 'codecs' must be an object of objects")
     tables = {}
-    for name in meta["tables"] + ["_loss_windows"]:
+    for name in names + ["_loss_windows"]:
         f = path / f"{name}.parquet"
         if not f.is_file():
-            raise SessionLoadError(f"{f} is missing: the saved session is incomplete")
-        tables[name] = _decode(pd.read_parquet(f), meta["codecs"].get(name, {}))
-    s = Session.__new__(Session)
-    s.probes, s.program, s._collector, s._clock, s.running = [], None, None, None, False
-    s.descendants_of = meta["metadata"].get("scope")
-    s.transport = meta["metadata"].get("transport")
-    s.metadata = meta["metadata"]
-    s._loss_windows = tables.pop("_loss_windows")
-    s._tables = tables
-    s._lost = {k: int(v) for k, v in meta["lost"].items()}
-    return s
+            raise SessionLoadError(f"{f} is missing: the saved recording is incomplete")
+        try:
+            df = pd.read_parquet(f)
+        except Exception as exc:        # pyarrow raises ArrowInvalid, OSError... on damaged files
+            raise SessionLoadError(f"{f} is damaged ({type(exc).__name__}: {exc}); record the session again") from None
+        tables[name] = _decode(df, codecs.get(name, {}), version)
+    return tables, doc

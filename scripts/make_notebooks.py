@@ -25,10 +25,13 @@ QUICKSTART = [
              "    result = s.run([\"sh\", \"-c\", \"for i in 1 2 3; do sh -c \\\"sleep 0.0$i\\\" & done; wait; exit 2\"])\n"
              "print(\"exit code:\", result.returncode)\nprint(s.summary())"),
     ("code", "tree = process_tree(s.tables[\"exec\"], s.tables[\"processes\"])\nprint(render_process_tree(tree))\ntree"),
-    ("md", "## Save and load (no root needed to load)"),
-    ("code", "import tempfile\nfolder = s.save(tempfile.mkdtemp() + \"/quickstart\")\n"
-             "back = Session.load(folder)\nassert back.tables[\"exec\"][\"argv\"].tolist() == s.tables[\"exec\"][\"argv\"].tolist()\n"
-             "back.metadata[\"attachments\"]"),
+    ("md", "## Save and load (no root needed to load)\n\nStopping a session gives a `Recording`: the tables, "
+           "the loss counts and typed metadata (probe configurations, what was attached, the commands run)."),
+    ("code", "import tempfile\nimport pandas as pd\nfrom ebpftoolkit import Recording\n"
+             "folder = s.save(tempfile.mkdtemp() + \"/quickstart\")\n"
+             "back = Recording.load(folder)\nassert back.tables[\"exec\"][\"argv\"].tolist() == s.tables[\"exec\"][\"argv\"].tolist()\n"
+             "print(back.metadata.probes[\"exec\"].config)\n"
+             "pd.DataFrame([a.to_dict() for a in back.metadata.attachments])"),
     ("md", "## The BPF side\n\n`snoop.source` is the C that was compiled; `dump_xlated()` (while running) is "
            "the kernel's translation of it."),
     ("code", "print(snoop.source[:1500])"),
@@ -139,7 +142,7 @@ PMU = [
     ("code", FIND_ROOT + "\nimport subprocess, tempfile\n"
              "import matplotlib.pyplot as plt\n"
              "from ebpftoolkit import PmuCounters, Session\n"
-             "from ebpftoolkit.pmu import available_events, simulate_cache_misses\n"
+             "from ebpftoolkit.probes.pmu import available_events, simulate_cache_misses\n"
              "from ebpftoolkit.analysis.pmu import pmu_timeseries, pmu_totals\n\n"
              "progs = Path(tempfile.mkdtemp())\n"
              "for name in (\"pmu_work\", \"cache_pattern\"):\n"

@@ -1,23 +1,25 @@
-"""Shared fixtures, and the rule that BPF tests never skip in CI.
+"""Shared fixtures, the test order (unit tests first), and two rules of the suite:
 
-CI runs as root on a BPF-capable kernel, so a skipped probe test there means a
-broken setup, not an unsupported machine: with CI set, any skip fails the run,
-except tests marked ``hardware_pmu`` (allowed only when doctor reports the
-hardware PMU absent).
+- BPF tests never skip in CI: CI runs as root on a BPF-capable kernel, so a skipped
+  probe test there means a broken setup.  With CI set, any skip fails the run, except
+  tests marked ``hardware_pmu`` (allowed only when doctor reports the hardware PMU absent).
+- Nothing the toolkit loaded outlives the run: every BPF program id the toolkit loaded
+  in this process (``runtime.program.LOADED_PROGRAM_IDS``) must be gone at the end.
 """
 from __future__ import annotations
 
-import html.parser
 import os
-import shutil
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ebpftoolkit import ExecSnoop, Session
+sys.path.insert(0, str(Path(__file__).resolve().parent))     # tests/support.py
+
+from support import leftover_attachments  # noqa: E402
 
 _skips: list[tuple[str, str]] = []
+_ORDER = {"unit": 0, "bpf": 1, "e2e": 2}
 
 
 def pytest_runtest_logreport(report):
@@ -29,27 +31,19 @@ def _allowed_skip(nodeid: str, items_by_id) -> bool:
     item = items_by_id.get(nodeid)
     if item is None or item.get_closest_marker("hardware_pmu") is None:
         return False
-    from ebpftoolkit.doctor import hardware_pmu_available
+    from ebpftoolkit.runtime.perf import hardware_pmu_available
     return not hardware_pmu_available()[0]
 
 
 def pytest_collection_modifyitems(session, config, items):
+    """Unit tests (tests/unit: no root, fast) run first, then the BPF tests, then the front ends."""
+    items.sort(key=lambda i: _ORDER.get(Path(str(i.fspath)).parent.name, 3))
     config._ebt_items = {i.nodeid: i for i in items}
-
-
-def leftover_attachments() -> list[str]:
-    """Our BPF programs still loaded, and BCC-made uprobe/kprobe events still in tracefs."""
-    left = our_bpf_programs()
-    for name in ("uprobe_events", "kprobe_events"):
-        f = Path("/sys/kernel/tracing") / name
-        if f.exists():
-            left += [l for l in f.read_text().splitlines() if "bcc_" in l]
-    return left
 
 
 def pytest_sessionfinish(session, exitstatus):
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and "ebpftoolkit.runtime.program" in sys.modules:
         left = leftover_attachments()
         if left:
             if tr:
@@ -68,17 +62,10 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
-
-
-def bpf(fn):
-    """Mark a test as loading BPF for real."""
-    return pytest.mark.bpf(needs_root(fn))
-
-
 @pytest.fixture
 def record():
     """record(argv, **probe_kw) -> (Session, CompletedProcess): trace one command from its first instruction."""
+    from ebpftoolkit import ExecSnoop, Session
 
     def _record(argv, session_kw=None, **probe_kw):
         s = Session(ExecSnoop(**probe_kw), descendants_of="command", **(session_kw or {}))
@@ -97,39 +84,3 @@ def tmp_exe(tmp_path):
         p.chmod(mode)
         return p
     return _make
-
-
-def our_bpf_programs() -> list[str]:
-    """Names of loaded BPF programs that belong to ebpftoolkit (bpftool's view of the kernel)."""
-    out = subprocess.run([shutil.which("bpftool") or "bpftool", "prog", "show"], capture_output=True, text=True,
-                         check=True).stdout
-    ours = ("exec_on_", "ebt_track_", "tracepoint__sy", "tracepoint__sc", "pmu_on_")
-    return [line for line in out.splitlines() if any(f" name {o}" in line for o in ours)]
-
-
-class HtmlTags(html.parser.HTMLParser):
-    """Start tags (with attributes) and text of an HTML document, for report checks."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def own_bpf_and_perf_fds() -> list[str]:
-    """BPF programs, maps and perf events this test process holds open (other processes may load theirs)."""
-    kinds = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(("anon_inode:bpf-prog", "anon_inode:bpf-map", "anon_inode:[perf_event]")):
-            kinds.append(target)
-    return kinds

@@ -1,13 +1,14 @@
-"""What every probe has: BPF text, record streams, decoding into DataFrames.
+"""What every probe has: a frozen configuration, BPF text, record streams, decoding into DataFrames.
 
-A probe knows how to build its BPF C and how to turn its raw records into
-tables; it knows nothing about plots.  Used on its own (``with ExecSnoop() as
-p``) a probe runs inside a private one-probe :class:`~ebpftoolkit.Session`.
+A probe knows how to build its BPF C and how to turn its raw records into tables;
+it knows nothing about plots and nothing about scope (which processes are traced is
+the :class:`~ebpftoolkit.Session`'s one ``descendants_of`` value).  Used on its own
+(``with ExecSnoop() as p``) a probe runs inside a private one-probe Session.
 """
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING
+import html
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -16,25 +17,31 @@ from ..errors import ProbeStateError
 from ..runtime.clock import MonotonicClock
 from ..runtime.program import RawTracepoint
 from ..runtime.streams import StreamSpec
+from ..scope import SELF, Scope, describe_scope
+from .config import ProbeConfig
 
 if TYPE_CHECKING:
+    from ..runtime.program import BpfProgram
     from ..session import Session
 
-__all__ = ["Probe", "SELF"]
-
-SELF = "self"   # descendants_of default: this process and its children
+__all__ = ["Probe", "ProbeConfig", "SELF"]
 
 
 class Probe:
     #: name of the probe's main table in ``Session.tables``
-    name = "probe"
+    name: ClassVar[str] = "probe"
+    #: every table the probe makes
+    table_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, descendants_of: int | str | None = SELF):
-        self.descendants_of = descendants_of
+    def __init__(self, config: ProbeConfig):
+        self.config = config
         self._session: "Session | None" = None
         self._own_session: "Session | None" = None
 
     # -- what the runtime needs (override) ------------------------------
+    def prepare(self, scope: Scope) -> None:
+        """Called by the session before it builds the program: find what to attach to (GPU libraries...)."""
+
     def streams(self) -> list[StreamSpec]:
         raise NotImplementedError
 
@@ -50,16 +57,16 @@ class Probe:
         return {}
 
     def bpf_text(self) -> str:
-        """This probe's BPF C, with its configuration as #define lines."""
+        """This probe's BPF C: its configuration as #define lines, its record structs, its source."""
         raise NotImplementedError
 
-    def setup(self, program) -> None:
+    def setup(self, program: "BpfProgram") -> None:
         """Called once the program is loaded, before recording starts (open counters, fill maps)."""
 
     def on_records(self, stream: str, records: np.ndarray) -> None:
         """Called in the collector thread with each new batch of raw records (override to use)."""
 
-    def snapshot(self, program) -> dict[str, np.ndarray]:
+    def snapshot(self, program: "BpfProgram") -> dict[str, np.ndarray]:
         """Records kept in maps rather than streams (in-kernel aggregates), read now."""
         return {}
 
@@ -67,8 +74,8 @@ class Probe:
         """Per-CPU counter maps (besides the streams') that count what this probe dropped."""
         return []
 
-    def config(self) -> dict:
-        """Plain-data configuration, stored in the session metadata."""
+    def details(self) -> dict:
+        """What the probe found while preparing (attach points, notes), stored in the metadata."""
         return {}
 
     def make_tables(self, records: dict[str, np.ndarray], clock: MonotonicClock) -> dict[str, pd.DataFrame]:
@@ -85,8 +92,8 @@ class Probe:
         """The complete BPF C compiled for this probe (the session's, once loaded)."""
         if self._session is not None and self._session.program is not None:
             return self._session.program.text
-        from ..session import build_program_text
-        return build_program_text([self], self.descendants_of is not None)
+        from ..session import program_text_for
+        return program_text_for([self], SELF)
 
     def dump_xlated(self) -> str:
         """The kernel's translated BPF instructions (needs the probe loaded, and bpftool)."""
@@ -95,13 +102,14 @@ class Probe:
         return self._session.program.dump_xlated()
 
     # -- standalone use -------------------------------------------------
-    def start(self) -> "Probe":
+    def start(self, descendants_of: Scope = SELF) -> "Probe":
+        """Trace with this probe alone (``descendants_of`` as in :class:`~ebpftoolkit.Session`)."""
         from ..session import Session
         if self._own_session is not None and self._own_session.running:
             raise ProbeStateError(f"{type(self).__name__} is already running")
         if self._session is not None and self._own_session is None:
             raise ProbeStateError(f"{type(self).__name__} belongs to a Session: start the session instead")
-        self._own_session = Session(self, descendants_of=self.descendants_of)
+        self._own_session = Session(self, descendants_of=descendants_of)
         self._own_session.start()
         return self
 
@@ -112,6 +120,9 @@ class Probe:
         return self
 
     def __enter__(self) -> "Probe":
+        """``with probe:`` starts it (scope "self"); ``with probe.start(descendants_of=PID):`` too."""
+        if self._own_session is not None and self._own_session.running:
+            return self
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -128,10 +139,7 @@ class Probe:
     def tables(self) -> dict[str, pd.DataFrame]:
         """This probe's tables (live while running)."""
         s = self._require_session()
-        return {k: v for k, v in s.tables.items() if k in self.table_names()}
-
-    def table_names(self) -> list[str]:
-        return [self.name]
+        return {k: v for k, v in s.tables.items() if k in self.table_names}
 
     @property
     def df(self) -> pd.DataFrame:
@@ -146,29 +154,27 @@ class Probe:
         """Events dropped so far (kernel and user space); 0 in normal use."""
         return self._require_session().lost.get(self.name, 0)
 
+    def _state(self) -> str:
+        s = self._session
+        return "running" if s is not None and s.running else ("recorded" if s is not None else "idle")
+
     def __repr__(self) -> str:
-        state = "running" if self._session is not None and self._session.running else "idle"
-        return f"<{type(self).__name__} {state} {self.config()}>"
+        return f"<{type(self).__name__} {self._state()} {self.config}>"
 
     def _repr_html_(self) -> str:
         """Jupyter: the probe's kind, state, scope, rows, lost events (red when non-zero) and configuration."""
-        import html
         e = html.escape
         s = self._session
-        state = "running" if s is not None and s.running else ("recorded" if s is not None else "idle")
-        items = [("state", state), ("scope", describe_pid_scope(self.descendants_of))]
+        items = [("state", self._state())]
         lost = None
         if s is not None:
+            items.append(("scope", describe_scope(s.descendants_of)))
             try:
                 items.append(("rows", ", ".join(f"{k}: {len(v):,}" for k, v in self.tables.items())))
                 lost = self.lost
             except Exception as exc:     # a display must never raise
                 items.append(("rows", f"{type(exc).__name__}: {exc}"))
-        try:
-            config = self.config()
-        except Exception as exc:
-            config = {"(config)": f"{type(exc).__name__}: {exc}"}
-        for k, v in config.items():
+        for k, v in self.config.to_dict().items():
             if isinstance(v, (list, tuple, dict)) and len(v) > 8:
                 v = f"{len(v)} items"
             text = repr(v)
@@ -186,11 +192,3 @@ class Probe:
                 self._own_session.stop()
         except Exception:
             pass
-
-
-def describe_pid_scope(descendants_of) -> str:
-    if descendants_of is None:
-        return "whole machine"
-    if descendants_of == SELF:
-        return f"process {os.getpid()} and its descendants"
-    return f"descendants of {descendants_of}"

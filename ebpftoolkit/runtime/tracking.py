@@ -5,10 +5,9 @@ import ctypes
 import os
 from collections import defaultdict
 
-__all__ = ["descendants", "seed_tracked", "register_self_preexec"]
+from .abi import BPF_MAP_UPDATE_ELEM, libc, syscall_nr
 
-_SYS_BPF = 321  # x86_64
-_BPF_MAP_UPDATE_ELEM = 2
+__all__ = ["descendants", "seed_tracked", "register_self_preexec"]
 
 
 def descendants(root: int) -> set[int]:
@@ -33,11 +32,11 @@ def descendants(root: int) -> set[int]:
     return out
 
 
-def seed_tracked(table, root: int) -> int:
-    """Put ``root`` and its current descendants into the tracked map; returns how many."""
+def seed_tracked(tracked, root: int) -> int:
+    """Put ``root`` and its current descendants into the tracked map (a ``BpfMap`` u32 -> u8)."""
     pids = descendants(root)
     for pid in pids:
-        table[table.Key(pid)] = table.Leaf(1)
+        tracked.update(pid, 1)
     return len(pids)
 
 
@@ -52,16 +51,15 @@ def register_self_preexec(map_fd: int):
     Everything is prepared in the parent; the child only stores its pid and
     makes one bpf() system call, so it is traced from the exec on.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
+    lib = libc()
     key = ctypes.c_uint32(0)
     value = ctypes.c_uint8(1)
     attr = _MapUpdateAttr(map_fd, 0, ctypes.addressof(key), ctypes.addressof(value), 0)
-    syscall = libc.syscall
-    getpid = os.getpid
+    syscall, nr, getpid = lib.syscall, ctypes.c_long(syscall_nr("bpf")), os.getpid
 
     def preexec():
         key.value = getpid()
-        if syscall(_SYS_BPF, _BPF_MAP_UPDATE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        if syscall(nr, BPF_MAP_UPDATE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
             raise OSError(ctypes.get_errno(), "could not register the child in the tracked-process map")
 
     return preexec

@@ -1,4 +1,4 @@
-"""Views of a session: timelines, charts, a self-contained HTML report, Chrome-trace export.
+"""Views of a recording: timelines, charts, a self-contained HTML report, Chrome-trace export.
 
 Everything here reads a Session's ``tables``, ``lost``, ``loss_windows`` and
 ``metadata`` (a saved one loaded with ``Session.load`` is enough: no root, no BCC).

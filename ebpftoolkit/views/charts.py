@@ -18,47 +18,18 @@ from ..analysis import pmu as pmu_analysis
 __all__ = ["miss_rate_over_time", "misses_by_function", "mpki", "frame_times", "bytes_moved", "gpu_memory",
            "process_lifetimes", "pmu_rates", "miss_pairs", "CATEGORY_COLORS", "category_color", "safe_text"]
 
+
 CATEGORY_COLORS = {
     "draw": "#1f77b4", "dispatch": "#9467bd", "launch": "#6a3d9a", "frame": "#000000", "alloc": "#2ca02c",
     "free": "#98df8a", "copy_h2d": "#ff7f0e", "copy_d2h": "#d62728", "copy_d2d": "#ff9896", "copy": "#ffbb78",
     "upload": "#e6ab02", "download": "#a6761d", "submit": "#17becf", "sync": "#7f7f7f", "other": "#c7c7c7",
     "syscall": "#bcbd22"}
-NAT = np.iinfo(np.int64).min
 _EXTRA = ["#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ccebc5"]
 DIRECTION_COLORS = {"h2d": "#ff7f0e", "d2h": "#d62728", "d2d": "#9467bd", "unknown": "#7f7f7f"}
 # (misses, references) pairs a miss rate can be computed from, most common first
 MISS_PAIRS = [("cache-misses", "cache-references"), ("LLC-load-misses", "LLC-loads"),
               ("L1-dcache-load-misses", "L1-dcache-loads"), ("LLC-store-misses", "LLC-stores"),
               ("dTLB-load-misses", "dTLB-loads"), ("branch-misses", "branch-instructions")]
-
-
-_TS_COLS = {"exec": ("ts", "end_ts"), "processes": ("start_ts", "fork_ts", "exit_ts"), "gpu": ("ts",),
-            "pmu": ("ts",), "syscalls": ("ts",)}
-
-
-def to_ns(s) -> np.ndarray:
-    """Datetime-like values -> int64 ns since the epoch (NaT -> NAT)."""
-    return pd.to_datetime(pd.Series(s)).to_numpy("datetime64[ns]").view("int64")
-
-
-def session_span_ns(session) -> tuple[int, int]:
-    """(first, last) timestamp of anything recorded, in ns since the epoch."""
-    vals = []
-    for name, cols in _TS_COLS.items():
-        df = session.tables.get(name)
-        for c in cols if df is not None else ():
-            if c in df and len(df):
-                v = to_ns(df[c])
-                vals.append(v[v != NAT])
-    lw = getattr(session, "loss_windows", None)
-    if lw is not None and len(lw):
-        vals += [to_ns(lw["start"]), to_ns(lw["end"])]
-    vals = [v for v in vals if len(v)]
-    if vals:
-        return int(min(v.min() for v in vals)), int(max(v.max() for v in vals))
-    meta = getattr(session, "metadata", {}) or {}
-    t = [pd.Timestamp(meta[k]).value for k in ("start", "end") if meta.get(k)]
-    return (t[0], t[-1]) if t else (0, 1)
 
 
 def category_color(cat: str) -> str:

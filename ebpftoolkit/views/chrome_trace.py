@@ -15,19 +15,18 @@ Lost-event windows are spans of their own process, "ebpftoolkit: lost events".
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .charts import session_span_ns, to_ns
+from .model import NAT, TraceModel
+
+if TYPE_CHECKING:
+    from ..recording import Recording
 
 __all__ = ["to_chrome_trace", "trace_events"]
-
-_NAT = np.iinfo(np.int64).min
-
 
 def _py(v):
     """A JSON-safe Python value (NA/NaN -> None)."""
@@ -48,15 +47,8 @@ def _py(v):
     return v if isinstance(v, (int, bool)) else str(v)
 
 
-class _Clock:
-    def __init__(self, t0_ns: int, end_ns: int):
-        self.t0, self.end = t0_ns, end_ns
-
-    def ns(self, s) -> np.ndarray:
-        return to_ns(s)
-
-    def us(self, ns) -> float:
-        return round((int(ns) - self.t0) / 1e3, 3)
+def _us(ns, t0: int) -> float:
+    return round((int(ns) - t0) / 1e3, 3)
 
 
 def _nest(spans: list[dict]) -> list[dict]:
@@ -73,130 +65,118 @@ def _nest(spans: list[dict]) -> list[dict]:
     return spans
 
 
-def _names(tables) -> tuple[dict, dict]:
-    proc, thread = {}, {}
-    for name in ("pmu", "syscalls", "gpu", "exec", "processes"):
-        df = tables.get(name)
-        if df is None or df.empty:
-            continue
-        if name == "exec":
-            df = df[df["retval"] == 0]
-        if "comm" in df:
-            last = df.groupby("pid", sort=False)["comm"].last()
-            proc.update({int(p): c for p, c in last.items() if isinstance(c, str)})
-        if "tid" in df:
-            for (p, t), c in df.groupby(["pid", "tid"], sort=False)[("comm" if "comm" in df else "pid")].last().items():
-                thread[(int(p), int(t))] = c if isinstance(c, str) else f"{t}"
-    return proc, thread
+_GPU_ARGS = ["bytes", "direction", "handle", "frame", "retval"]
 
 
-def trace_events(session) -> Iterator[dict]:
-    """The trace's events, one dict at a time (metadata first, then by time per kind)."""
-    tables = session.tables
-    clk = _Clock(*session_span_ns(session))
-    proc_names, thread_names = _names(tables)
+def _args(rec: "Recording", kind: str, rows: np.ndarray) -> list[dict]:
+    """The args of spans/instants of ``kind`` from their rows of the source table."""
+    t = rec.tables
+    if kind == "process":
+        p = t["processes"].iloc[rows]
+        return [{"ppid": _py(a), "exit_code": _py(b), "exit_signal": _py(c)}
+                for a, b, c in zip(p["ppid"], p["exit_code"], p["exit_signal"])]
+    if kind == "exec":
+        x = t["exec"].iloc[rows]
+        return [{"argv": _py(list(av) if av is not None else []), "filename": _py(f), "ppid": _py(pp),
+                 "retval": _py(rv), "exit_code": _py(ec), "ended_by": _py(eb)}
+                for av, f, pp, rv, ec, eb in zip(x["argv"], x["filename"], x["ppid"], x["retval"], x["exit_code"],
+                                                 x["ended_by"])]
+    if kind == "call":
+        g = t["gpu"].iloc[rows]
+        return [{k: _py(v) for k, v in zip(_GPU_ARGS, vals) if not pd.isna(v)}
+                for vals in g[_GPU_ARGS].itertuples(index=False, name=None)]
+    return [{} for _ in rows]
+
+
+def _cat(kind: str, cat: str, api) -> str:
+    return f"gpu,{api},{cat}" if kind == "call" else cat
+
+
+def trace_events(rec: "Recording", model: TraceModel | None = None) -> Iterator[dict]:
+    """The trace's events, one dict at a time (metadata first, then spans per thread, instants, counters)."""
+    m = model or TraceModel.from_recording(rec)
+    t0, end = m.t0_ns, m.end_ns
+    gpu = rec.tables.get("gpu")
+    apis = gpu["api"].to_numpy(object) if gpu is not None and len(gpu) else np.empty(0, object)
     spans: dict[tuple[int, int], list[dict]] = {}
-
-    def span(pid, tid, s, e, name, cat, args):
-        if s == _NAT:
-            return
-        e = clk.end if e == _NAT else max(e, s)
-        spans.setdefault((pid, tid), []).append({"_s": s, "_e": e, "name": name, "cat": cat, "args": args})
-
-    procs = tables.get("processes")
-    if procs is not None and len(procs):
-        start = clk.ns(procs["start_ts"].fillna(procs["fork_ts"]) if "fork_ts" in procs else procs["start_ts"])
-        end = clk.ns(procs["exit_ts"])
-        for r, s, e in zip(procs.itertuples(index=False), start, end):
-            span(int(r.pid), int(r.pid), s, e, f"process {r.comm}", "process",
-                 {"ppid": _py(r.ppid), "exit_code": _py(r.exit_code), "exit_signal": _py(r.exit_signal)})
-    ex = tables.get("exec")
-    instants = []
-    if ex is not None and len(ex):
-        ts, end = clk.ns(ex["ts"]), clk.ns(ex["end_ts"])
-        for r, s, e in zip(ex.itertuples(index=False), ts, end):
-            args = {"argv": _py(list(r.argv) if r.argv is not None else []), "filename": _py(r.filename),
-                    "ppid": _py(r.ppid), "retval": _py(r.retval)}
-            ok = r.retval == 0
-            instants.append({"name": _py(f"exec {r.comm}" if ok else f"exec failed: {r.error}"), "cat": "exec",
-                             "ph": "i", "s": "t", "ts": clk.us(s), "pid": int(r.pid), "tid": int(r.tid),
-                             "args": args})
-            if ok:
-                span(int(r.pid), int(r.pid), s, e, os.path.basename(str(r.filename)) or str(r.comm), "exec",
-                     dict(args, exit_code=_py(r.exit_code), ended_by=_py(r.ended_by)))
-    gpu = tables.get("gpu")
-    if gpu is not None and len(gpu):
-        ts = clk.ns(gpu["ts"])
-        dur = gpu["duration_ns"].astype("Float64").to_numpy(float, na_value=np.nan)
-        cols = ["pid", "tid", "api", "call", "category", "bytes", "direction", "handle", "frame", "retval"]
-        for vals, s, d in zip(gpu[cols].itertuples(index=False, name=None), ts, dur):
-            pid, tid, api, call, cat = int(vals[0]), int(vals[1]), vals[2], vals[3], vals[4]
-            args = {k: _py(v) for k, v in zip(cols[5:], vals[5:]) if not pd.isna(v)}
-            if np.isnan(d):
-                instants.append({"name": _py(call), "cat": f"gpu,{api},{cat}", "ph": "i", "s": "t", "ts": clk.us(s),
-                                 "pid": pid, "tid": tid, "args": args})
-            else:
-                span(pid, tid, s, s + int(d), call, f"gpu,{api},{cat}", args)
-    lw = getattr(session, "loss_windows", None)
+    for kind, sp in m.spans.groupby("kind", sort=False):
+        args = _args(rec, kind, sp["row"].to_numpy(np.int64))
+        for (pid, tid, s, e, name, cat, row), a in zip(sp[["pid", "tid", "start_ns", "end_ns", "name", "cat", "row"]]
+                                                      .itertuples(index=False, name=None), args):
+            if s == NAT:
+                continue
+            e = end if e == NAT else max(e, s)
+            spans.setdefault((int(pid), int(tid)), []).append(
+                {"_s": s, "_e": e, "name": name, "cat": _cat(kind, cat, apis[row] if kind == "call" else None),
+                 "args": a})
     loss_pid = None
-    if lw is not None and len(lw):
-        used = set(proc_names) | {p for p, _t in thread_names}
+    if len(m.loss):
+        used = set(m.process_names) | {p for p, _t in m.thread_names} | {p for p, _t in spans}
         loss_pid = 0 if 0 not in used else max(used) + 1
-        for r, s, e in zip(lw.itertuples(index=False), clk.ns(lw["start"]), clk.ns(lw["end"])):
-            span(loss_pid, loss_pid, s, e, f"lost {int(r.lost)} events ({r.probe})", "lost",
-                 {"probe": _py(r.probe), "stream": _py(r.stream), "lost": _py(r.lost)})
-    # metadata
-    for pid in sorted(set(proc_names) | {p for p, _t in spans} | {e["pid"] for e in instants}):
-        name = "ebpftoolkit: lost events" if pid == loss_pid else _py(proc_names.get(pid, str(pid)))
+        for r in m.loss.itertuples(index=False):
+            spans.setdefault((loss_pid, loss_pid), []).append(
+                {"_s": r.start_ns, "_e": max(r.end_ns, r.start_ns), "name": f"lost {int(r.lost)} events ({r.probe})",
+                 "cat": "lost", "args": {"probe": _py(r.probe), "stream": _py(r.stream), "lost": _py(r.lost)}})
+    instants = []
+    for kind, it in m.instants.groupby("kind", sort=False):
+        if kind == "syscall":
+            continue          # syscalls become counters below
+        args = _args(rec, kind, it["row"].to_numpy(np.int64))
+        for (pid, tid, ts, name, cat, row), a in zip(it[["pid", "tid", "ts_ns", "name", "cat", "row"]]
+                                                     .itertuples(index=False, name=None), args):
+            if kind == "exec":
+                a = {k: a[k] for k in ("argv", "filename", "ppid", "retval")}
+            instants.append({"name": _py(name), "cat": _cat(kind, cat, apis[row] if kind == "call" else None),
+                             "ph": "i", "s": "t", "ts": _us(ts, t0), "pid": int(pid), "tid": int(tid), "args": a})
+    instants.sort(key=lambda e: e["ts"])
+    pids = set(m.process_names) | {p for p, _t in spans} | {e["pid"] for e in instants}
+    for pid in sorted(pids):
+        name = "ebpftoolkit: lost events" if pid == loss_pid else _py(m.process_names.get(pid, str(pid)))
         yield {"name": "process_name", "ph": "M", "pid": pid, "tid": pid, "args": {"name": name}}
-    threads = set(thread_names) | set(spans) | {(e["pid"], e["tid"]) for e in instants}
+    threads = set(m.thread_names) | set(spans) | {(e["pid"], e["tid"]) for e in instants}
     for pid, tid in sorted(threads):
-        name = thread_names.get((pid, tid)) or proc_names.get(pid) or str(tid)
+        name = m.thread_names.get((pid, tid)) or m.process_names.get(pid) or str(tid)
         yield {"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
                "args": {"name": "lost events" if pid == loss_pid else _py(name)}}
     for (pid, tid), lst in sorted(spans.items()):
         for e in _nest(lst):
-            yield {"name": _py(e["name"]), "cat": e["cat"], "ph": "X", "ts": clk.us(e["_s"]),
+            yield {"name": _py(e["name"]), "cat": e["cat"], "ph": "X", "ts": _us(e["_s"], t0),
                    "dur": round((e["_e"] - e["_s"]) / 1e3, 3), "pid": pid, "tid": tid, "args": e["args"]}
     yield from instants
-    yield from _counters(tables, clk, session)
+    yield from _counters(m)
 
 
-def _counters(tables, clk: _Clock, session) -> Iterator[dict]:
-    pmu = tables.get("pmu")
-    if pmu is not None and len(pmu):
-        cfg = (getattr(session, "metadata", {}) or {}).get("probes", {}).get("pmu", {})
-        bin_ns = int(cfg.get("interval_ns") or 10_000_000)
-        b = (clk.ns(pmu["ts"]) - clk.t0) // bin_ns
-        sums = pmu.assign(_b=b, event=pmu["event"].astype(str)).groupby(["pid", "event", "_b"])["value"].sum()
+def _counters(m: TraceModel) -> Iterator[dict]:
+    c, t0 = m.counters, m.t0_ns
+    if len(c):
+        bin_ns = m.pmu_interval_ns
+        sums = c.assign(_b=(c["ts_ns"] - t0) // bin_ns).groupby(["pid", "event", "_b"])["value"].sum()
         for (pid, ev, k), v in sums.items():
-            yield {"name": ev, "cat": "pmu", "ph": "C", "ts": clk.us(clk.t0 + k * bin_ns), "pid": int(pid),
+            yield {"name": ev, "cat": "pmu", "ph": "C", "ts": _us(t0 + k * bin_ns, t0), "pid": int(pid),
                    "args": {ev: int(v)}}
-    sc = tables.get("syscalls")
-    if sc is not None and len(sc):
+    sc = m.instants[m.instants["kind"] == "syscall"]
+    if len(sc):
         bin_ns = 10_000_000
-        b = (clk.ns(sc["ts"]) - clk.t0) // bin_ns
-        counts = sc.assign(_b=b, syscall=sc["syscall"].astype(str)).groupby(["pid", "_b", "syscall"]).size()
+        counts = sc.assign(_b=(sc["ts_ns"] - t0) // bin_ns).groupby(["pid", "_b", "name"]).size()
         for (pid, k), g in counts.groupby(level=[0, 1]):
-            yield {"name": "syscalls per 10 ms", "cat": "syscalls", "ph": "C", "ts": clk.us(clk.t0 + k * bin_ns),
+            yield {"name": "syscalls per 10 ms", "cat": "syscalls", "ph": "C", "ts": _us(t0 + k * bin_ns, t0),
                    "pid": int(pid), "args": {str(s): int(v) for (_p, _k, s), v in g.items()}}
 
 
-def to_chrome_trace(session, path=None) -> dict | Path:
-    """The session as a Trace Event Format object; with ``path``, streamed to that JSON file (returns the path)."""
-    meta = getattr(session, "metadata", {}) or {}
-    t0, _end = session_span_ns(session)
-    other = {"start": pd.Timestamp(t0).isoformat(), "kernel": _py(meta.get("kernel")), "host": _py(meta.get("host")),
-             "lost": {k: int(v) for k, v in (getattr(session, "lost", {}) or {}).items()},
-             "generator": "ebpftoolkit"}
+def to_chrome_trace(rec: "Recording", path=None) -> dict | Path:
+    """The recording as a Trace Event Format object; with ``path``, streamed to that JSON file (returns the path)."""
+    meta = rec.metadata
+    model = TraceModel.from_recording(rec)
+    other = {"start": pd.Timestamp(model.t0_ns).isoformat(), "kernel": _py(meta.kernel), "host": _py(meta.host),
+             "lost": {k: int(v) for k, v in rec.lost.items()}, "generator": "ebpftoolkit"}
     if path is None:
-        return {"traceEvents": list(trace_events(session)), "displayTimeUnit": "ms", "otherData": other}
+        return {"traceEvents": list(trace_events(rec, model)), "displayTimeUnit": "ms", "otherData": other}
     path = Path(path)
     with open(path, "w", encoding="utf-8") as f:
         head = json.dumps(other, allow_nan=False)
         f.write('{"displayTimeUnit": "ms", "otherData": ' + head + ',\n"traceEvents": [\n')
         first = True
-        for e in trace_events(session):
+        for e in trace_events(rec, model):
             f.write(("" if first else ",\n") + json.dumps(e, allow_nan=False, ensure_ascii=False))
             first = False
         f.write("\n]}\n")

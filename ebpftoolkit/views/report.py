@@ -1,4 +1,4 @@
-"""A self-contained HTML report of a session: one file, readable offline.
+"""A self-contained HTML report of a recording: one file, readable offline.
 
 Figures are inline images (``data:`` URIs: SVG, or PNG when the SVG would be
 large), styles are inline, there is no script and no external resource.  All
@@ -14,6 +14,7 @@ import io
 import json
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,11 @@ from ..analysis import gpu as ga
 from ..analysis import pmu as pa
 from ..analysis.proctree import process_tree, render_process_tree
 from . import charts
-from .charts import session_span_ns
-from .timeline import TREE_MAX, TimelineData, static_timeline
+from .model import TREE_MAX, TraceModel
+from .timeline import TimelineData, static_timeline
+
+if TYPE_CHECKING:
+    from ..recording import Recording
 
 __all__ = ["render_html"]
 
@@ -83,33 +87,33 @@ def _rel(ts, t0_ns: int) -> pd.Series:
     return (pd.to_datetime(pd.Series(ts)).astype("int64") - t0_ns) / 1e9
 
 
-def _environment(session, t0_ns, end_ns, max_rows) -> dict:
-    m = getattr(session, "metadata", {}) or {}
-    env = [("kernel", m.get("kernel")), ("host", m.get("host")), ("python", m.get("python")),
-           ("ebpftoolkit", m.get("ebpftoolkit_version")), ("event transport", m.get("transport")),
-           ("scope (descendants_of)", m.get("scope")), ("recording started", m.get("start")),
-           ("recording ended", m.get("end")), ("first to last event", f"{(end_ns - t0_ns) / 1e9:.6f} s"),
-           ("BPF load time", m.get("load_seconds") and f"{m['load_seconds']} s")]
+def _environment(rec: "Recording", t0_ns, end_ns, max_rows) -> dict:
+    m = rec.metadata
+    env = [("kernel", m.kernel), ("host", m.host), ("python", m.python), ("ebpftoolkit", m.ebpftoolkit_version),
+           ("event transport", m.transport), ("scope (descendants_of)", m.scope),
+           ("recording started", m.start), ("recording ended", m.end),
+           ("first to last event", f"{(end_ns - t0_ns) / 1e9:.6f} s"),
+           ("BPF load time", m.load_seconds and f"{m.load_seconds} s")]
+    if m.runs:
+        env.append(("runs", ", ".join(f"{r.run} ({r.host})" for r in m.runs)))
     probes, gpu_points = [], None
-    for name, cfg in (m.get("probes") or {}).items():
-        cfg = dict(cfg)
-        points = cfg.pop("attach_points", None)
+    for name, pm in m.probes.items():
+        points = pm.details.get("attach_points")
         if points:
-            gpu_points = _table(pd.DataFrame(points), 10 * max_rows,
-                                [c for c in ("api", "call", "library", "mechanism", "returns", "cost_per_call_us")
-                                 if c in pd.DataFrame(points)])
-        probes.append((name, cfg.pop("class", ""), json.dumps(cfg, default=str)))
-    att = pd.DataFrame(m.get("attachments") or [])
-    for c in ("kind", "target", "function", "mechanism"):
-        if c not in att:
-            att[c] = None
-    att["target"] = att["target"].map(lambda t: t[2:-1] if isinstance(t, str) and t[:2] in ("b'", 'b"') else t)
+            pts = pd.DataFrame(points)
+            gpu_points = _table(pts, 10 * max_rows, [c for c in ("api", "call", "library", "mechanism", "returns",
+                                                                 "cost_per_call_us") if c in pts])
+        cfg = pm.config.to_dict() if pm.config is not None else {}
+        notes = pm.details.get("notes")
+        probes.append((name, pm.kind, json.dumps(dict(cfg, **({"notes": notes} if notes else {})), default=str)))
+    att = pd.DataFrame([a.to_dict() for a in m.attachments], columns=["kind", "target", "function", "mechanism",
+                                                                      "details"])
     summ = (att.assign(kind=att["kind"].fillna("?"), mechanism=att["mechanism"].fillna("?"))
             .groupby(["mechanism", "kind"], sort=False)
             .agg(count=("target", "size"), targets=("target", lambda t: ", ".join(map(str, pd.unique(t.dropna())[:4]))
                                                    + (" ..." if t.nunique() > 4 else "")))
             .reset_index()) if len(att) else att
-    cmds = pd.DataFrame(m.get("commands") or [], columns=["argv", "pid", "returncode"])
+    cmds = pd.DataFrame([(c.argv, c.pid, c.returncode) for c in m.commands], columns=["argv", "pid", "returncode"])
     return {"attach_summary": _table(summ, max_rows), "env": [(k, _fmt(v)) for k, v in env if v is not None],
             "probes": probes, "gpu_points": gpu_points,
             "attachments": _table(att, 10 * max_rows, ["kind", "target", "function", "mechanism"]),
@@ -192,22 +196,23 @@ def _syscalls(tables, max_rows) -> dict | None:
     return _table(cnt.sort_values("count", ascending=False), max_rows)
 
 
-def _context(session, title, max_rows, aggregate_above, cachegrind) -> dict:
-    tables = session.tables
-    t0_ns, end_ns = session_span_ns(session)
+def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> dict:
+    tables = rec.tables
+    model = TraceModel.from_recording(rec)
+    t0_ns, end_ns = model.t0_ns, model.end_ns
     t0 = pd.Timestamp(t0_ns)
     figs: dict[str, dict] = {}
     rows = {k: len(v) for k, v in tables.items()}
-    data = TimelineData(session)
-    tl = static_timeline(session, data=data, width=11)
+    data = TimelineData(rec, model=model)
+    tl = static_timeline(rec, data=data, width=11)
     figs["timeline"] = _image(tl, "timeline")
     notes = [f"table {k!r} has {n:,} rows: figures are drawn from aggregates (time bins, busiest processes) and "
              f"tables show summaries and at most their first {max_rows} rows" for k, n in rows.items()
              if n > aggregate_above]
     if tl.timeline_aggregated and not notes:
         notes.append("the timeline is aggregated: more calls than it can draw one by one (time bins per process)")
-    lost = getattr(session, "lost", {}) or {}
-    lw = getattr(session, "loss_windows", None)
+    lost = rec.lost
+    lw = rec.loss_windows
     lw = lw.assign(start=_rel(lw["start"], t0_ns), end=_rel(lw["end"], t0_ns)) if lw is not None and len(lw) else None
     gpu = tables.get("gpu")
     ex = tables.get("exec")
@@ -231,10 +236,10 @@ def _context(session, title, max_rows, aggregate_above, cachegrind) -> dict:
             "lost": sorted(lost.items()), "lost_total": sum(lost.values()), "loss_windows": _table(lw, max_rows),
             "tables": sorted(rows.items()), "figs": figs, "processes": _processes(tables, t0_ns, max_rows, figs, t0),
             "gpu": ctx_gpu, "pmu": _pmu(tables.get("pmu"), max_rows, figs, t0, cachegrind, pmu_bin),
-            "syscalls": _syscalls(tables, max_rows), **_environment(session, t0_ns, end_ns, max_rows)}
+            "syscalls": _syscalls(tables, max_rows), **_environment(rec, t0_ns, end_ns, max_rows)}
 
 
-def render_html(session, path=None, *, title: str | None = None, cachegrind: pd.DataFrame | None = None,
+def render_html(rec: "Recording", path=None, *, title: str | None = None, cachegrind: pd.DataFrame | None = None,
                 max_rows: int = 200, aggregate_above: int = 100_000) -> str:
     """The report as one HTML string; with ``path``, also written there (UTF-8).
 
@@ -244,7 +249,7 @@ def render_html(session, path=None, *, title: str | None = None, cachegrind: pd.
     import jinja2
     env = jinja2.Environment(loader=jinja2.PackageLoader("ebpftoolkit.views", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    html = env.get_template("report.html.j2").render(**_context(session, title, max_rows, aggregate_above, cachegrind))
+    html = env.get_template("report.html.j2").render(**_context(rec, title, max_rows, aggregate_above, cachegrind))
     if path is not None:
         Path(path).write_text(html, encoding="utf-8", errors="backslashreplace")
     return html

@@ -1,4 +1,4 @@
-"""Timeline of a session on one time axis: a lane per process (lifetime bar, exec
+"""Timeline of a recording on one time axis: a lane per process (lifetime bar, exec
 markers, GPU calls coloured by category, frame boundaries), PMU rates in panels
 below, lost-event windows shaded so missing data is not mistaken for idle time.
 
@@ -11,6 +11,7 @@ the visible range they are aggregated into time bins per lane and category
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,35 +21,42 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..analysis.proctree import process_tree
-from .charts import CATEGORY_COLORS, NAT, category_color, safe_text, session_span_ns, to_ns
+from .charts import CATEGORY_COLORS, category_color, safe_text
+from .model import NAT, TraceModel, to_ns
+
+if TYPE_CHECKING:
+    from ..recording import Recording
 
 __all__ = ["TimelineData", "TimelineWidget", "static_timeline", "timeline"]
 
-TREE_MAX = 20_000   # processes above which lanes are in start order rather than process-tree order
 
 class TimelineData:
-    """What the timeline draws, as numpy arrays in seconds since the first event (built once)."""
+    """What the timeline draws, as numpy arrays in seconds since the first event (built once from
+    the recording's :class:`~ebpftoolkit.views.model.TraceModel`)."""
 
-    def __init__(self, session, max_lanes: int = 40):
-        tables = session.tables
-        self.t0_ns, end_ns = session_span_ns(session)
+    def __init__(self, rec: "Recording", max_lanes: int = 40, model: TraceModel | None = None):
+        m = self.model = model or TraceModel.from_recording(rec)
+        self.t0_ns = m.t0_ns
         self.t0 = pd.Timestamp(self.t0_ns)
-        self.duration = max((end_ns - self.t0_ns) / 1e9, 1e-6)
-        self.gpu, self.sys, self.exec = tables.get("gpu"), tables.get("syscalls"), tables.get("exec")
-        self._lanes(tables, max_lanes)
+        self.duration = max((m.end_ns - self.t0_ns) / 1e9, 1e-6)
+        self.gpu, self.sys, self.exec = (rec.tables.get(k) for k in ("gpu", "syscalls", "exec"))
+        lanes = m.lanes
+        self.pids = lanes["pid"].to_numpy(np.int64)
+        self.labels = [safe_text(f"{p} {c or ''}")[:28] for p, c in zip(lanes["pid"], lanes["comm"])]
+        self.life = np.c_[self.sec_ns(lanes["start_ns"]), self.sec_ns(lanes["end_ns"])].reshape(-1, 2)
+        score = lanes["events"].to_numpy()
+        self.default_lanes = [int(i) for i in np.sort(np.argsort(-score, kind="stable")[:max_lanes])]
+        self.lane_height = np.full(len(self.pids) + 1, 0.4)   # lanes with calls get room for category stripes
         # GPU calls and syscalls: one event array sorted by time
-        parts, g, sc = [], self.gpu, self.sys
-        if g is not None and len(g):
-            parts.append(pd.DataFrame({"t": self.sec(g["ts"]), "pid": g["pid"].to_numpy(np.int64),
-                                       "d": g["duration_ns"].astype("Float64").fillna(0).to_numpy(float) / 1e9,
-                                       "cat": g["category"].astype(str).to_numpy(), "src": 0,
-                                       "idx": np.arange(len(g))}))
-        if sc is not None and len(sc):
-            parts.append(pd.DataFrame({"t": self.sec(sc["ts"]), "pid": sc["pid"].to_numpy(np.int64), "d": 0.0,
-                                       "cat": "syscall", "src": 1, "idx": np.arange(len(sc))}))
-        ev = (pd.concat(parts, ignore_index=True).sort_values("t", kind="stable") if parts else
-              pd.DataFrame({"t": [], "pid": [], "d": [], "cat": [], "src": [], "idx": []}))
+        sp, it = m.spans[m.spans["kind"] == "call"], m.instants[m.instants["kind"].isin(["call", "syscall"])]
+        ev = pd.concat([pd.DataFrame({"t": self.sec_ns(sp["start_ns"]), "pid": sp["pid"].to_numpy(np.int64),
+                                      "d": (sp["end_ns"] - sp["start_ns"]).to_numpy(float) / 1e9,
+                                      "cat": sp["cat"].to_numpy(object), "src": 0, "idx": sp["row"].to_numpy(np.int64)}),
+                        pd.DataFrame({"t": self.sec_ns(it["ts_ns"]), "pid": it["pid"].to_numpy(np.int64), "d": 0.0,
+                                      "cat": it["cat"].to_numpy(object),
+                                      "src": (it["kind"] == "syscall").to_numpy(np.int8),
+                                      "idx": it["row"].to_numpy(np.int64)})], ignore_index=True)
+        ev = ev.sort_values("t", kind="stable")
         cats = set(pd.unique(ev["cat"]))
         self.categories = [c for c in CATEGORY_COLORS if c in cats] + sorted(cats - set(CATEGORY_COLORS))
         self.stripes = [c for c in self.categories if c != "frame"]
@@ -58,54 +66,25 @@ class TimelineData:
         self.ev_lane = pd.Index(self.pids).get_indexer(ev["pid"].to_numpy(np.int64))
         self.lane_height[np.unique(self.ev_lane)] = 1.0
         self.max_dur = float(self.ev_d.max()) if len(self.ev_d) else 0.0
-        exs = self.exec.sort_values("ts") if self.exec is not None else pd.DataFrame(columns=["ts", "pid", "retval"])
-        self.x_t, self.x_ok, self.x_idx = self.sec(exs["ts"]), (exs["retval"] == 0).to_numpy(bool), exs.index.to_numpy()
-        self.x_lane = pd.Index(self.pids).get_indexer(exs["pid"].to_numpy(np.int64))
+        xs = m.instants[m.instants["kind"] == "exec"]
+        self.x_t, self.x_idx = self.sec_ns(xs["ts_ns"]), xs["row"].to_numpy(np.int64)
+        self.x_ok = (self.exec["retval"].to_numpy()[self.x_idx] == 0) if len(xs) else np.zeros(0, bool)
+        self.x_lane = pd.Index(self.pids).get_indexer(xs["pid"].to_numpy(np.int64))
         # PMU: per event, arrays sorted by time
-        self.pmu, pmu = {}, tables.get("pmu")
-        cfg = (getattr(session, "metadata", {}) or {}).get("probes", {}).get("pmu", {})
-        self.pmu_interval = (cfg.get("interval_ns") or 10_000_000) / 1e9
-        for ev_name, df in (pmu.groupby(pmu["event"].astype(str), sort=False) if pmu is not None and len(pmu) else ()):
-            df = df.sort_values("ts", kind="stable")
-            self.pmu[ev_name] = (self.sec(df["ts"]), df["pid"].to_numpy(np.int64), df["value"].to_numpy(float))
-        lw = getattr(session, "loss_windows", None)
-        lw = lw if lw is not None else pd.DataFrame(columns=["start", "end", "probe", "lost"])
-        self.loss = list(zip(self.sec(lw["start"]), self.sec(lw["end"]), lw["probe"].astype(str), lw["lost"]))
-        self.lost = {k: int(v) for k, v in (getattr(session, "lost", {}) or {}).items() if v}
+        self.pmu = {}
+        self.pmu_interval = m.pmu_interval_ns / 1e9
+        c = m.counters
+        for ev_name, df in (c.groupby("event", sort=False) if len(c) else ()):
+            df = df.sort_values("ts_ns", kind="stable")
+            self.pmu[ev_name] = (self.sec_ns(df["ts_ns"]), df["pid"].to_numpy(np.int64), df["value"].to_numpy(float))
+        self.loss = list(zip(self.sec_ns(m.loss["start_ns"]), self.sec_ns(m.loss["end_ns"]), m.loss["probe"],
+                             m.loss["lost"]))
+        self.lost = {k: v for k, v in m.lost.items() if v}
 
-    def _lanes(self, tables, max_lanes: int) -> None:
-        """One lane per process: tree order first (exec), then by first appearance; the busiest shown."""
-        info: dict[int, dict] = {}
-        procs, ex = tables.get("processes"), self.exec
-        if procs is not None and len(procs):
-            start = procs["start_ts"].fillna(procs["fork_ts"]) if "fork_ts" in procs else procs["start_ts"]
-            for pid, comm, s, e in zip(procs["pid"], procs["comm"], self.sec(start), self.sec(procs["exit_ts"])):
-                info[int(pid)] = dict(comm=comm, start=s, end=self.duration if np.isnan(e) else e, n=1, first=s)
-        if ex is not None and len(ex):
-            for pid, comm, s, e, ok in zip(ex["pid"], ex["comm"], self.sec(ex["ts"]), self.sec(ex["end_ts"]),
-                                           ex["retval"] == 0):
-                d = info.setdefault(int(pid), dict(comm=comm, start=np.nan, end=np.nan, n=1, first=s))
-                if ok:
-                    d["comm"], d["start"] = comm, np.nanmin([d["start"], s])
-                    d["end"] = np.nanmax([d["end"], self.duration if np.isnan(e) else e])
-        for name in ("gpu", "pmu", "syscalls"):
-            df = tables.get(name)
-            if df is not None and len(df):
-                g = df.groupby("pid", sort=False)
-                first, comms = self.sec(g["ts"].min()), g["comm"].last() if "comm" in df else {}
-                for (pid, n), f in zip(g.size().items(), first):
-                    d = info.setdefault(int(pid), dict(comm=comms.get(pid, ""), start=np.nan, end=np.nan, n=0, first=f))
-                    d["n"] += int(n)
-        order = []
-        if ex is not None and 0 < ex.loc[ex["retval"] == 0, "pid"].nunique() <= TREE_MAX:
-            order = [int(p) for p in process_tree(ex, procs)["pid"] if int(p) in info]
-        rest = sorted(set(info) - set(order), key=lambda p: np.nan_to_num(info[p]["first"], nan=np.inf))
-        self.pids = np.array(order + rest, dtype=np.int64)
-        self.labels = [safe_text(f"{p} {info[p]['comm'] or ''}")[:28] for p in self.pids]
-        self.life = np.array([[info[p]["start"], info[p]["end"]] for p in self.pids], dtype=float).reshape(-1, 2)
-        score = np.array([info[p]["n"] for p in self.pids])
-        self.default_lanes = [int(i) for i in np.sort(np.argsort(-score, kind="stable")[:max_lanes])]
-        self.lane_height = np.full(len(self.pids) + 1, 0.4)   # lanes with calls get room for category stripes
+    def sec_ns(self, v) -> np.ndarray:
+        """ns since the epoch -> seconds since the first event (NAT -> NaN)."""
+        v = np.asarray(v, dtype=np.int64)
+        return np.where(v == NAT, np.nan, (v - self.t0_ns) / 1e9)
 
     def sec(self, s) -> np.ndarray:
         """Timestamps -> seconds since the first event (NaT -> NaN)."""
@@ -131,7 +110,7 @@ class TimelineData:
             best, text = float(dist.min()), self._event_text(idx[int(np.argmin(dist))])
         xm = np.flatnonzero(np.isin(self.x_lane, list(lanes)))
         if len(xm) and abs(self.x_t[j := xm[np.argmin(abs(self.x_t[xm] - x))]] - x) < best:
-            r = self.exec.loc[self.x_idx[j]]
+            r = self.exec.iloc[self.x_idx[j]]
             res = "ok" if r["retval"] == 0 else f"failed {r['error']}"
             text = (f"{self.x_t[j]:+.6f} s  exec pid {r['pid']} (ppid {r['ppid']}) "
                     f"{' '.join(r['argv'] if r['argv'] is not None else [])}  [{res}]")
@@ -297,13 +276,13 @@ class _Plot:
             ln.set_xdata([x, x])
 
 
-def _title(session) -> str:
-    m = getattr(session, "metadata", {}) or {}
-    cmd = "; ".join(" ".join(c["argv"]) for c in m.get("commands", [])[:2] if c.get("argv"))[:90]
-    return " | ".join(x for x in (cmd, m.get("host"), m.get("kernel") and f"kernel {m['kernel']}") if x)
+def _title(rec: "Recording") -> str:
+    m = rec.metadata
+    cmd = "; ".join(" ".join(c.argv) for c in m.commands[:2] if c.argv)[:90]
+    return " | ".join(x for x in (cmd, m.host, m.kernel and f"kernel {m.kernel}") if x)
 
 
-def static_timeline(session, *, start: float | None = None, end: float | None = None, pids=None, categories=None,
+def static_timeline(rec: "Recording", *, start: float | None = None, end: float | None = None, pids=None, categories=None,
                     max_events: int = 20000, bins: int = 800, max_lanes: int = 40, width: float = 12.0,
                     data: TimelineData | None = None) -> Figure:
     """The timeline as a matplotlib Figure (PNG/SVG with ``fig.savefig``).
@@ -312,9 +291,9 @@ def static_timeline(session, *, start: float | None = None, end: float | None = 
     (default: the ``max_lanes`` busiest); ``categories``: GPU categories and
     ``"syscall"`` to draw (default all).
     """
-    d = data or TimelineData(session, max_lanes=max_lanes)
+    d = data or TimelineData(rec, max_lanes=max_lanes)
     lanes = d.default_lanes if pids is None else [i for i, p in enumerate(d.pids) if p in set(pids)]
-    p = _Plot(d, len(lanes), width, _title(session))
+    p = _Plot(d, len(lanes), width, _title(rec))
     p.draw(0.0 if start is None else start, d.duration if end is None else end, lanes,
            set(d.categories if categories is None else categories), max_events, bins)
     p.fig.timeline_aggregated = p.aggregated
@@ -330,18 +309,18 @@ class TimelineWidget:
     in an ``ipywidgets.Image``, so no interactive matplotlib backend is needed.
     """
 
-    def __init__(self, session, *, max_events: int = 5000, bins: int = 600, max_lanes: int = 40,
+    def __init__(self, rec: "Recording", *, max_events: int = 5000, bins: int = 600, max_lanes: int = 40,
                  width: float = 12.0, dpi: int = 80):
         import ipywidgets as W
-        self.data = d = TimelineData(session, max_lanes=max_lanes)
+        self.data = d = TimelineData(rec, max_lanes=max_lanes)
         self.max_events, self.bins, self.dpi, self._hold = max_events, bins, dpi, False
-        self.plot = _Plot(d, len(d.default_lanes), width, _title(session))
+        self.plot = _Plot(d, len(d.default_lanes), width, _title(rec))
         self.fig, T, lay = self.plot.fig, d.duration, W.Layout(width="95%")
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         FigureCanvasAgg(self.fig)          # drawn off-screen, shown as PNG
         self.fig.set_dpi(dpi)
         # the title and legend never change: HTML above the image instead of redrawing them (~35% of a redraw)
-        self.header = W.HTML(_legend_html(_title(session), self.plot.legend_handles))
+        self.header = W.HTML(_legend_html(_title(rec), self.plot.legend_handles))
         self.plot.ax.get_legend().remove()
         self.fig.suptitle("")
         self.range = W.FloatRangeSlider(value=[0, T], min=0, max=T, step=T / 2000, description="time (s)",
@@ -437,6 +416,6 @@ def _legend_html(title: str, handles) -> str:
             f"<div style='font-size:11px'>{''.join(items)}</div>")
 
 
-def timeline(session, **kw) -> TimelineWidget:
+def timeline(rec: "Recording", **kw) -> TimelineWidget:
     """Interactive timeline (ipywidgets); display it in a notebook cell.  See :class:`TimelineWidget`."""
-    return TimelineWidget(session, **kw)
+    return TimelineWidget(rec, **kw)

@@ -1,6 +1,6 @@
 """Run in a separate process: find where API calls land inside drivers.
 
-    python -m ebpftoolkit.probes.gpu._resolve_helper gl|vulkan NAME...
+    python -I -S .../ebpftoolkit/probes/gpu/_resolve_helper.py gl|vulkan NAME...
 
 Prints JSON {name: {"path": ..., "file_offset": ...}} for each name it could
 resolve.  GL: creates a surfaceless EGL context and reads the current Mesa

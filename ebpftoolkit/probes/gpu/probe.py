@@ -9,25 +9,41 @@ import pandas as pd
 
 from ...errors import ProbeConfigError, ProbeNotSupportedError
 from ...runtime.clock import MonotonicClock
+from ...runtime.layout import Layout, c_defines
+from ...runtime.links import cookies_supported
 from ...runtime.program import Uprobe
+from ...runtime.records import decode_str_array
+from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
-from ...runtime.records import c_struct_dtype, decode_str_array
-from ...runtime.sources import bpf_source
-from ...runtime.uprobe_link import cookies_supported
 from ...runtime.x86 import PT_REGS_INDEX
-from ..base import SELF, Probe
+from ..base import Probe
 from .catalogue import CATALOGUE, CallSpec, calls_for
-from .decode import calls_table
+from .config import GpuConfig
+from .decode import GPU_COLUMNS, calls_table
 from .resolve import AttachPoint, resolve
 
-__all__ = ["GpuTrace", "APIS", "GPU_COLUMNS"]
+__all__ = ["GpuTrace", "APIS", "GPU_COLUMNS", "EVENT", "POINT", "KINDS"]
 
 APIS = ("opengl", "vulkan", "opencl", "cuda")
-
-EVENT_DTYPE = c_struct_dtype([("ts", "u8"), ("pid", "u4"), ("tid", "u4"), ("point", "u4"), ("kind", "u4"),
-                              ("caller", "u8"), ("args", ("u8", (9,))), ("deref", "u8"), ("comm", "S16")])
-
-from .decode import GPU_COLUMNS  # noqa: E402
+KINDS = {"ENTRY": 0, "RETURN": 1}      # gpu_event.kind
+EVENT = Layout("gpu_event", [
+    ("ts", "u64"), ("pid", "u32"), ("tid", "u32"),
+    ("point", "u32"),                  # attach point index
+    ("kind", "u32"),                   # GPU_ENTRY / GPU_RETURN
+    ("caller", "u64"),
+    ("args", "u64", 9),                # return: args[0] = return value
+    ("deref", "u64"),                  # entry: *(arg + off); return: *out_pointer
+    ("comm", "char", 16)])
+POINT = Layout("gpu_point", [
+    ("probe_vaddr", "u64"),            # where the entry probe sits (ELF address in its library)
+    ("lib_lo", "u64"), ("lib_hi", "u64"),   # the library's address range, for the self-call filter
+    ("deref_arg", "s32"),              # argument holding a pointer to read 8 bytes through, or -1
+    ("deref_off", "u32"),
+    ("out_arg", "s32"),                # argument through which the call returns a handle, or -1
+    ("has_ret", "u32"), ("self_filter", "u32"), ("stack_adj", "u32"),
+    ("remap", "u8"),                   # the probe sits past instructions that moved argument registers:
+    ("narrow", "u8"),                  #   bit k: only the low 32 bits of argument k survived
+    ("arg_reg", "u8", 6)])             #   struct ebt_regs index holding argument k, 255 = overwritten
 
 
 def known_apis() -> list[str]:
@@ -35,30 +51,30 @@ def known_apis() -> list[str]:
     return list(dict.fromkeys(list(APIS) + [c.api for c in CATALOGUE]))
 
 
-class GpuTrace(Probe):
-    """Trace graphics/compute API calls with uprobes.
+def _binary(b) -> str:
+    path = str(b) if os.sep in str(b) else (shutil.which(str(b)) or str(b))
+    if not os.path.isfile(path):
+        raise ProbeConfigError(f"binary {b!r} not found")
+    return os.path.realpath(path)
 
-    Parameters
-    ----------
-    apis:
-        any of ``"opengl"``, ``"vulkan"``, ``"opencl"``, ``"cuda"`` (default: every API
-        whose libraries are on this machine).
-    pid:
-        attach to this already-running process only (breakpoints go into it alone).
-    returns:
-        ``"default"`` (return probes for allocations, frees, copies, syncs and frames:
-        durations and return values), ``"all"``, or ``"none"``.
-    binaries:
-        executables to probe too, for APIs linked into them statically (CUDA's
-        default ``nvcc`` build links the runtime into the program).
-    libraries:
-        extra library files or folders to look in (e.g. a bundled OpenCL loader).
+
+class GpuTrace(Probe):
+    """Trace graphics/compute API calls with uprobes (table ``gpu``).
+
+    ``apis``: any of ``"opengl"``, ``"vulkan"``, ``"opencl"``, ``"cuda"`` (default: every API
+    whose libraries are on this machine).  ``returns``: ``"default"`` (return probes for
+    allocations, frees, copies, syncs and frames: durations and return values), ``"all"``
+    or ``"none"``.  ``binaries``: executables to probe too, for APIs linked into them
+    statically (CUDA's default ``nvcc`` build).  ``libraries``: extra library files or
+    folders to look in.  Where to attach is worked out when the session starts (or by
+    :meth:`overhead`), never when the probe is built.
     """
 
     name = "gpu"
+    table_names = ("gpu",)
 
-    def __init__(self, apis=None, pid: int | None = None, descendants_of=SELF, *, returns: str = "default",
-                 binaries=(), libraries=(), ring_pages: int = 4096, _wrappers: bool = False):
+    def __init__(self, apis=None, *, returns: str = "default", binaries=(), libraries=(), ring_pages: int = 4096,
+                 cookies: bool = True):
         if isinstance(apis, str):
             apis = [a.strip() for a in apis.split(",") if a.strip()]
         known = known_apis()
@@ -66,52 +82,39 @@ class GpuTrace(Probe):
         if unknown:
             raise ProbeConfigError(f"unknown API {unknown}: choose from {', '.join(known)} "
                                    "(add_call() teaches GpuTrace calls of other libraries)")
-        if returns not in ("default", "all", "none"):
-            raise ProbeConfigError("returns must be 'default', 'all' or 'none'")
-        if pid is not None:
-            if isinstance(pid, bool) or not isinstance(pid, int) or not os.path.exists(f"/proc/{pid}"):
-                raise ProbeConfigError(f"pid {pid!r} is not a running process")
-            descendants_of = pid
-        if not isinstance(ring_pages, int) or ring_pages < 1 or ring_pages & (ring_pages - 1):
-            raise ProbeConfigError("ring_pages must be a power of two")
-        super().__init__(descendants_of)
-        self.pid, self.returns, self.ring_pages = pid, returns, ring_pages
-        self.binaries = tuple(self._binary(b) for b in binaries)
-        self.libraries = tuple(str(x) for x in libraries)
-        self.requested = list(apis) if apis else None
+        super().__init__(GpuConfig(tuple(apis) if apis else None, returns, tuple(_binary(b) for b in binaries),
+                                   tuple(str(x) for x in libraries), ring_pages, cookies))
+        self.use_cookies = cookies and cookies_supported()
         self._points: list[AttachPoint] | None = None
         self.notes: list[str] = []
-        self.use_cookies = cookies_supported() and not _wrappers
-
-
-    @staticmethod
-    def _binary(b) -> str:
-        path = str(b) if os.sep in str(b) else (shutil.which(str(b)) or str(b))
-        if not os.path.isfile(path):
-            raise ProbeConfigError(f"binary {b!r} not found")
-        return os.path.realpath(path)
+        self.internal_calls = 0
 
     # -- attach points --------------------------------------------------
     def _wants_return(self, spec: CallSpec) -> bool:
-        return {"default": spec.ret, "all": True, "none": False}[self.returns]
+        return {"default": spec.ret, "all": True, "none": False}[self.config.returns]
+
+    def prepare(self, scope=None) -> None:
+        """Find the attach points of every asked-for call (driver lookup in a helper process, ELF symbols)."""
+        if self._points is not None:
+            return
+        requested = self.config.apis
+        points, notes = resolve(calls_for(requested or known_apis()), self.config.binaries, self.config.libraries)
+        found = {p.spec.api for p in points}
+        if requested:
+            missing = [a for a in requested if a not in found]
+            if missing:
+                raise ProbeNotSupportedError(
+                    f"no library for {', '.join(missing)} was found on this machine "
+                    "(OpenGL: libGL/libEGL + Mesa; Vulkan: libvulkan.so.1 + a driver; OpenCL: libOpenCL.so.1; "
+                    "CUDA: libcudart.so or a binary linked with it, passed as binaries=[...]). "
+                    "Install the API's runtime, or pass libraries=[...]")
+        elif not points:
+            raise ProbeNotSupportedError("no GPU API library was found on this machine")
+        self._points, self.notes = points, notes
 
     @property
     def points(self) -> list[AttachPoint]:
-        if self._points is None:
-            apis = self.requested or known_apis()
-            points, notes = resolve(calls_for(apis), self.binaries, self.libraries)
-            found = {p.spec.api for p in points}
-            if self.requested:
-                missing = [a for a in self.requested if a not in found]
-                if missing:
-                    raise ProbeNotSupportedError(
-                        f"no library for {', '.join(missing)} was found on this machine "
-                        "(OpenGL: libGL/libEGL + Mesa; Vulkan: libvulkan.so.1 + a driver; OpenCL: libOpenCL.so.1; "
-                        "CUDA: libcudart.so or a binary linked with it, passed as binaries=[...]). "
-                        "Install the API's runtime, or pass libraries=[...]")
-            elif not points:
-                raise ProbeNotSupportedError("no GPU API library was found on this machine")
-            self._points, self.notes = points, notes
+        self.prepare()
         return self._points
 
     def overhead(self) -> pd.DataFrame:
@@ -119,13 +122,13 @@ class GpuTrace(Probe):
         return pd.DataFrame([dict(p.row(self._wants_return(p.spec)), returns=self._wants_return(p.spec))
                              for p in self.points])
 
-    def config(self):
-        return {"apis": sorted({p.spec.api for p in self.points}), "pid": self.pid, "returns": self.returns,
-                "binaries": list(self.binaries), "libraries": list(self.libraries), "notes": self.notes,
+    def details(self) -> dict:
+        return {"apis": sorted({p.spec.api for p in self.points}), "notes": list(self.notes),
                 "attach_points": self.overhead().to_dict("records")}
 
     def streams(self):
-        return [StreamSpec("gpu_events", EVENT_DTYPE, self.ring_pages, wakeup="batch", c_type="struct gpu_event")]
+        return [StreamSpec("gpu_events", EVENT.dtype, self.config.ring_pages, wakeup="batch",
+                           c_type="struct gpu_event")]
 
     def uprobes(self):
         out = []
@@ -133,41 +136,38 @@ class GpuTrace(Probe):
             addr = p.entry(self._wants_return(p.spec))[0]
             cookie = i if self.use_cookies else None
             entry, ret = ("gpu_entry_any", "gpu_return_any") if self.use_cookies else (f"gpu_e_{i}", f"gpu_r_{i}")
-            out.append(Uprobe(p.path, addr, entry, False, self.pid or -1, cookie))
+            out.append(Uprobe(p.path, addr, entry, False, -1, cookie))
             if self._wants_return(p.spec):
-                out.append(Uprobe(p.path, p.vaddr, ret, True, self.pid or -1, cookie))
+                out.append(Uprobe(p.path, p.vaddr, ret, True, -1, cookie))
         return out
 
-    def _point_config(self, p: AttachPoint) -> tuple:
-        """An attach point's gpu_points entry, in struct gpu_point's field order (bpf_src/gpu.c)."""
+    def _point_record(self, p: AttachPoint) -> np.void:
+        """An attach point's gpu_points entry (struct gpu_point)."""
         s = p.spec
         da, do = s.deref if s.deref else (-1, 0)
-        oa = -1 if s.out_arg is None else s.out_arg
         ret = int(self._wants_return(s))
         addr, site = p.entry(bool(ret))
-        remap, regs, narrow = self._arg_moves(site)
-        return addr, p.lib_lo, p.lib_hi, da, do, oa, ret, int(s.self_filter), site.stack_adj, remap, narrow, regs
-
-    @staticmethod
-    def _arg_moves(site) -> tuple[int, list[int], int]:
-        """(remap flag, each argument's struct ebt_regs index or 255 when lost, narrow-argument bit mask)."""
-        if site.arg_regs is None:
-            return 0, [255] * 6, 0
-        return 1, [PT_REGS_INDEX.get(r, 255) for r in site.arg_regs], sum(1 << k for k in site.narrow)
+        rec = np.zeros((), POINT.dtype)
+        rec["probe_vaddr"], rec["lib_lo"], rec["lib_hi"] = addr, p.lib_lo, p.lib_hi
+        rec["deref_arg"], rec["deref_off"], rec["out_arg"] = da, do, -1 if s.out_arg is None else s.out_arg
+        rec["has_ret"], rec["self_filter"], rec["stack_adj"] = ret, int(s.self_filter), site.stack_adj
+        if site.arg_regs is not None:
+            rec["remap"], rec["narrow"] = 1, sum(1 << k for k in site.narrow)
+            rec["arg_reg"] = [PT_REGS_INDEX.get(r, 255) for r in site.arg_regs]
+        else:
+            rec["arg_reg"] = 255
+        return rec
 
     def setup(self, program) -> None:
         """Describe every attach point in gpu_points (read by gpu_entry_any through the cookie)."""
-        table = program.table("gpu_points")
+        table = program.map("gpu_points", "u4", POINT.dtype)
         for i, p in enumerate(self.points):
-            *fields, regs = self._point_config(p)
-            leaf = table.Leaf(*fields)
-            leaf.arg_reg[:] = regs
-            table[table.Key(i)] = leaf
+            table.update(i, self._point_record(p))
 
     def bpf_text(self) -> str:
-        head = (f"#define GPU_MAX_POINTS {max(len(self.points), 1)}\n"
-                f"#define GPU_COOKIES {int(self.use_cookies)}\n")
-        lines = [head + bpf_source("gpu.c")]
+        head = (f"#define GPU_MAX_POINTS {max(len(self.points), 1)}\n#define GPU_COOKIES {int(self.use_cookies)}\n"
+                + c_defines(KINDS, "GPU_") + EVENT.c_decl() + POINT.c_decl())
+        lines = [head + source_beside(__file__, "gpu.bpf.c")]
         if self.use_cookies:
             lines.append("// attach points (cookie = index into gpu_points):")
             lines += [f"//   {i}: {p.spec.api} {p.spec.name} {p.path}:{p.vaddr:#x}" for i, p in enumerate(self.points)]
@@ -175,15 +175,15 @@ class GpuTrace(Probe):
         lines.append("// one wrapper per attach point: (point, deref arg, deref offset, out arg, has return probe, "
                      "self filter, probe address, library range, stack adjust, arguments moved)")
         for i, p in enumerate(self.points):
-            addr, lo, hi, da, do, oa, ret, sf, adj, remap, _narrow, _regs = self._point_config(p)
-            lines.append(f"int gpu_e_{i}(struct ebt_regs *ctx) {{ return gpu_entry(ctx, {i}, {da}, {do}, {oa}, {ret}, "
-                         f"{sf}, {addr:#x}, {lo:#x}, {hi:#x}, {adj}, {remap}, 0); }}  // {p.spec.api} {p.spec.name}")
-            if ret:
-                lines.append(f"int gpu_r_{i}(struct ebt_regs *ctx) {{ return gpu_return(ctx, {i}, {int(oa >= 0)}); }}")
+            r = self._point_record(p)
+            lines.append(f"int gpu_e_{i}(struct ebt_regs *ctx) {{ return gpu_entry(ctx, {i}, {r['deref_arg']}, "
+                         f"{r['deref_off']}, {r['out_arg']}, {r['has_ret']}, {r['self_filter']}, "
+                         f"{int(r['probe_vaddr']):#x}, {int(r['lib_lo']):#x}, {int(r['lib_hi']):#x}, "
+                         f"{r['stack_adj']}, {r['remap']}, 0); }}  // {p.spec.api} {p.spec.name}")
+            if r["has_ret"]:
+                lines.append(f"int gpu_r_{i}(struct ebt_regs *ctx) {{ return gpu_return(ctx, {i}, "
+                             f"{int(r['out_arg'] >= 0)}); }}")
         return "\n".join(lines) + "\n"
-
-    def lost_counters(self):
-        return []
 
     def snapshot(self, program):
         return {"_internal": np.array([program.counter("gpu_internal")], dtype=np.int64)}

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...runtime.cache import cached
 from ...runtime.elf import elf_file
 from ...runtime.x86 import ProbeSite, first_instruction, probe_site
 from .catalogue import CallSpec
@@ -139,7 +140,6 @@ _ENTRY_LIBS = {"opengl": ("libEGL.so.1", "libglapi.so.0", "libGLX.so.0"), "vulka
 @functools.lru_cache(maxsize=8)
 def _driver_functions(api: str, names: tuple[str, ...]) -> tuple[dict, str | None]:
     """Driver functions behind the API's dispatch, from a helper process (cached on disk)."""
-    from ...runtime.cache import cached
     entry_libs = [p for so in _ENTRY_LIBS.get(api, ()) for p in find_libraries(so)]
     icds = sorted(glob.glob("/usr/share/vulkan/icd.d/*.json") + glob.glob("/etc/vulkan/icd.d/*.json"))
     key = [api, list(names), {k: os.environ.get(k) for k in _DRIVER_ENV}, entry_libs, icds]
@@ -153,12 +153,14 @@ def _driver_functions(api: str, names: tuple[str, ...]) -> tuple[dict, str | Non
 
 
 def _run_helper(api: str, names: tuple[str, ...]) -> tuple[dict, str | None]:
-    helper = [sys.executable, "-m", "ebpftoolkit.probes.gpu._resolve_helper", {"opengl": "gl"}.get(api, api), *names]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    # the helper is a plain script using ctypes only: run isolated (-I: no PYTHONPATH, no user site;
+    # -S: no site-packages), so it imports nothing of ebpftoolkit, numpy or pandas
+    helper = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_resolve_helper.py")),
+              {"opengl": "gl"}.get(api, api), *names]
     try:
-        res = subprocess.run(helper, capture_output=True, text=True, timeout=60, env=env)
+        res = subprocess.run(helper, capture_output=True, text=True, timeout=60)
         data = json.loads(res.stdout.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError, OSError) as exc:
         return {}, f"driver lookup failed ({exc})"
     if not data.get("ok"):
         return {}, f"driver lookup failed ({data.get('error')})"

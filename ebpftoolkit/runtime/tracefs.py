@@ -1,0 +1,36 @@
+"""Where tracefs is, mounting it when it is not mounted and we may."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import TracefsError
+
+__all__ = ["TRACEFS_PATHS", "TRACEFS_FIX", "find_tracefs", "ensure_tracefs"]
+
+TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+TRACEFS_FIX = "sudo mount -t tracefs nodev /sys/kernel/tracing"
+
+
+def find_tracefs(mount: bool) -> tuple[Path | None, str, str]:
+    """(mount point or None, what was found, fix); with ``mount``, mounts it when root and unmounted."""
+    for p in TRACEFS_PATHS:
+        if os.path.exists(p / "available_events"):
+            return p, f"mounted at {p}", ""
+    if os.path.ismount(TRACEFS_PATHS[0]):
+        return None, f"{TRACEFS_PATHS[0]} is mounted but not readable", "run as root (tracefs is root-only)"
+    if not mount or os.geteuid() != 0:
+        return None, "tracefs is not mounted", TRACEFS_FIX
+    res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS_PATHS[0])], capture_output=True, text=True)
+    if res.returncode == 0 and os.path.exists(TRACEFS_PATHS[0] / "available_events"):
+        return TRACEFS_PATHS[0], f"was not mounted; mounted it at {TRACEFS_PATHS[0]}", ""
+    return None, f"not mounted, and mounting failed: {res.stderr.strip()}", TRACEFS_FIX
+
+
+def ensure_tracefs() -> Path:
+    """The tracefs mount point (mounted here when it was not and we are root); TracefsError otherwise."""
+    path, detail, fix = find_tracefs(mount=True)
+    if path is None:
+        raise TracefsError(f"tracefs: {detail}; fix: {fix}")
+    return path

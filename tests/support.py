@@ -1,0 +1,74 @@
+"""Helpers shared by the tests (fixtures live in conftest.py): paths, the BPF marker,
+the leak guard's view of the kernel, an HTML tag parser, this process's BPF fds."""
+from __future__ import annotations
+
+import html.parser
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+DATA = TESTS / "data"
+PROGS = TESTS / "progs"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
+
+
+def bpf(fn):
+    """Mark a test as loading BPF for real."""
+    return pytest.mark.bpf(needs_root(fn))
+
+
+def our_bpf_programs() -> list[str]:
+    """Loaded BPF programs that this test process's toolkit loaded (by program id) and are still there."""
+    from ebpftoolkit.runtime.program import LOADED_PROGRAM_IDS
+    out = subprocess.run([shutil.which("bpftool") or "bpftool", "prog", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    left = []
+    for line in out.splitlines():
+        head = line.split(":", 1)[0]
+        if head.isdigit() and int(head) in LOADED_PROGRAM_IDS:
+            left.append(line)
+    return left
+
+
+def leftover_attachments() -> list[str]:
+    """Our BPF programs still loaded, and BCC-made uprobe/kprobe events still in tracefs."""
+    left = our_bpf_programs()
+    for name in ("uprobe_events", "kprobe_events"):
+        f = Path("/sys/kernel/tracing") / name
+        if f.exists():
+            left += [line for line in f.read_text().splitlines() if "bcc_" in line]
+    return left
+
+
+class HtmlTags(html.parser.HTMLParser):
+    """Start tags (with attributes) and text of an HTML document, for report checks."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def own_bpf_and_perf_fds() -> list[str]:
+    """BPF programs, maps and perf events this test process holds open (other processes may load theirs)."""
+    kinds = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(("anon_inode:bpf-prog", "anon_inode:bpf-map", "anon_inode:[perf_event]")):
+            kinds.append(target)
+    return kinds
