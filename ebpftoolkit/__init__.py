@@ -5,26 +5,34 @@ Session; stopping it gives a Recording (tables as pandas DataFrames, loss counts
 typed metadata) that saves, loads and renders.  ``doctor()`` says what this machine
 can trace.  Importing the package is cheap: everything else loads when first used.
 """
-__version__ = "0.2.0"
-
+from .version import __version__  # noqa: E402
 from .doctor import doctor  # noqa: E402  (ctypes only; the function shadows the module name, as before)
 from .errors import EbpfToolkitError  # noqa: E402
 
 __all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "Session", "Recording",
            "doctor", "EbpfToolkitError", "LostEventsWarning", "__version__"]
 
-_LAZY = {"ExecSnoop": ".probes.execsnoop", "SyscallTrace": ".probes.syscalls", "GpuTrace": ".probes.gpu",
-         "PmuCounters": ".probes.pmu", "PmuSampler": ".probes.pmu", "Session": ".session",
-         "LostEventsWarning": ".session", "Recording": ".recording"}
-
-
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ebpftoolkit' has no attribute {name!r}")
+    """The public classes, imported when first used (``import ebpftoolkit`` stays light)."""
+    if name == "ExecSnoop":
+        from .probes.execsnoop import ExecSnoop as value
+    elif name == "SyscallTrace":
+        from .probes.syscalls import SyscallTrace as value
+    elif name == "GpuTrace":
+        from .probes.gpu import GpuTrace as value
+    elif name == "PmuCounters":
+        from .probes.pmu import PmuCounters as value
+    elif name == "PmuSampler":
+        from .probes.pmu import PmuSampler as value
+    elif name in ("Session", "LostEventsWarning"):
+        from . import session
+        value = getattr(session, name)
+    elif name == "Recording":
+        from .recording import Recording as value
+    else:
+        raise AttributeError(f"module 'ebpftoolkit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():

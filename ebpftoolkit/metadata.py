@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from .errors import SessionLoadError
-from .probes.config import ProbeConfig, config_from_dict
+from .probes.config import ProbeConfig
+from .probes.configs import config_from_dict
 from .scope import Scope
 
 __all__ = ["RecordingMetadata", "ProbeMeta", "Attachment", "CommandRun", "RunInfo"]

@@ -18,7 +18,6 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import __version__
 from .errors import ProbeConfigError, ProbeStateError, TargetError
 from .metadata import Attachment, CommandRun, ProbeMeta, RecordingMetadata
 from .probes.base import Probe
@@ -31,6 +30,7 @@ from .runtime.sources import common_header
 from .runtime.streams import stream_declaration
 from .runtime.tracking import register_self_preexec, seed_tracked
 from .scope import COMMAND, SELF, Scope, check_scope
+from .version import __version__
 
 __all__ = ["Session", "program_text_for", "LostEventsWarning"]
 

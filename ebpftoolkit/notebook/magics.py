@@ -23,14 +23,14 @@ from IPython.display import display
 
 from ..doctor import doctor
 from ..errors import EbpfToolkitError
-from ..options import add_exec_filters, exec_probe, probes_from_options, record_parser
+from ..options import exec_probe, probes_from_options
 from ..runtime.privilege import privilege
 from ..session import Session, program_text_for
 from .cell import run_cell
+from .parsers import attach_parser, cell_parser, execsnoop_parser, parse
 from .status import COMPILING, Status
 
-__all__ = ["EbpfMagics", "load_ipython_extension", "unload_ipython_extension", "running_sessions",
-           "cell_parser", "attach_parser", "execsnoop_parser"]
+__all__ = ["EbpfMagics", "load_ipython_extension", "unload_ipython_extension", "running_sessions", "cell_parser"]
 
 #: sessions started by the magics and not stopped yet: name -> Session (``%unload_ext`` stops them)
 _RUNNING: dict[str, object] = {}
@@ -40,63 +40,6 @@ _BACKGROUND: dict[str, tuple] = {}     # %ebpf attach without --seconds: name ->
 def running_sessions() -> dict:
     """The sessions the magics started that are still tracing (variable name -> Session)."""
     return {k: s for k, s in _RUNNING.items() if s.running}
-
-
-# -- parsers --------------------------------------------------------------------------------------------
-def _raising(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    def error(message):
-        raise UsageError(f"{parser.prog}: {message}\n{parser.format_usage().rstrip()}")
-    parser.error = error
-    return parser
-
-
-def _notebook_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("notebook options")
-    g.add_argument("--var", default="_ebpf", metavar="NAME",
-                   help="bind the Session to this variable (default _ebpf)")
-    g.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report to PATH")
-    g.add_argument("--no-timeline", action="store_true", help="do not show the interactive timeline")
-
-
-def cell_parser() -> argparse.ArgumentParser:
-    """``%%ebpf``'s options: exactly ``ebpftoolkit record``'s, plus --var, --report, --no-timeline."""
-    p = record_parser(prog="%%ebpf")
-    p.description = ("Trace this notebook's kernel process and everything it starts while the cell runs "
-                     "(the record command's options; the cell takes the place of the command). "
-                     "--system-wide traces every process; --duration keeps tracing until SECONDS have passed "
-                     "since the start; -o DIR saves the session; --ebpf prints the BPF C and does not run the cell.")
-    _notebook_options(p)
-    return _raising(p)
-
-
-def attach_parser() -> argparse.ArgumentParser:
-    """``%ebpf attach PID`` options: the record options plus --seconds and the notebook options."""
-    p = record_parser(prog="%ebpf attach PID")
-    p.description = ("Trace a running process and its descendants. With --seconds (or --duration), wait and "
-                     "show the result; without, trace in the background until `%ebpf stop`.")
-    p.add_argument("--seconds", type=float, metavar="S", help="trace for S seconds, then show the result")
-    _notebook_options(p)
-    return _raising(p)
-
-
-def execsnoop_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="%execsnoop", description="Every exec on this machine for SECONDS "
-                                "(default 10), returned as a DataFrame.")
-    p.add_argument("seconds", type=float, nargs="?", default=10.0, help="how long to watch (default 10)")
-    p.add_argument("-p", "--pid", type=int, help="only this process and its descendants")
-    add_exec_filters(p)
-    return _raising(p)
-
-
-def _parse(parser: argparse.ArgumentParser, line: str):
-    try:
-        tokens = shlex.split(line)
-    except ValueError as exc:
-        raise UsageError(f"{parser.prog}: {exc}") from None
-    try:
-        return parser.parse_args(tokens)
-    except SystemExit:          # -h/--help printed the help
-        return None
 
 
 # -- helpers --------------------------------------------------------------------------------------------
@@ -227,7 +170,7 @@ class EbpfMagics(Magics):
     # -- %%ebpf -------------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str):
         __tracebackhide__ = True
-        args = _parse(cell_parser(), line)
+        args = parse(cell_parser(), line)
         if args is None:
             return None
         extra = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -300,7 +243,7 @@ class EbpfMagics(Magics):
             raise UsageError("%ebpf attach PID [record options] [--seconds S]: give the pid of a running process, "
                              "e.g. %ebpf attach 1234 --gpu vulkan --seconds 5")
         pid = int(tokens[0])
-        args = _parse(attach_parser(), tokens[1] if len(tokens) > 1 else "")
+        args = parse(attach_parser(), tokens[1] if len(tokens) > 1 else "")
         if args is None:
             return None
         if args.command or args.system_wide:
@@ -355,7 +298,7 @@ class EbpfMagics(Magics):
             %execsnoop 10
             df = %execsnoop 5 --comm '^(cc|ld)' --failed
         """
-        args = _parse(execsnoop_parser(), line)
+        args = parse(execsnoop_parser(), line)
         if args is None:
             return None
         problem = _root_problem()

@@ -6,12 +6,18 @@ need the runtime, are imported when first asked for.
 """
 __all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "Probe"]
 
-_LAZY = {"ExecSnoop": "execsnoop", "SyscallTrace": "syscalls", "GpuTrace": "gpu", "PmuCounters": "pmu",
-         "PmuSampler": "pmu", "Probe": "base"}
-
-
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(name)
+    if name == "ExecSnoop":
+        from .execsnoop import ExecSnoop as value
+    elif name == "SyscallTrace":
+        from .syscalls import SyscallTrace as value
+    elif name == "GpuTrace":
+        from .gpu import GpuTrace as value
+    elif name in ("PmuCounters", "PmuSampler"):
+        from . import pmu
+        value = getattr(pmu, name)
+    elif name == "Probe":
+        from .base import Probe as value
+    else:
+        raise AttributeError(name)
+    return value

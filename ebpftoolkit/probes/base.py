@@ -2,8 +2,9 @@
 
 A probe knows how to build its BPF C and how to turn its raw records into tables;
 it knows nothing about plots and nothing about scope (which processes are traced is
-the :class:`~ebpftoolkit.Session`'s one ``descendants_of`` value).  Used on its own
-(``with ExecSnoop() as p``) a probe runs inside a private one-probe Session.
+the :class:`~ebpftoolkit.Session`'s one ``descendants_of`` value).  This is the protocol
+the Session drives; :class:`~ebpftoolkit.probes.standalone.StandaloneProbe` adds running
+a probe on its own (``with ExecSnoop() as p``), in a private one-probe Session.
 """
 from __future__ import annotations
 
@@ -86,49 +87,6 @@ class Probe:
         return self.make_tables({s.name: (records if s.name == stream else np.empty(0, s.dtype))
                                  for s in self.streams()}, clock)[self.name]
 
-    # -- exploring ------------------------------------------------------
-    @property
-    def source(self) -> str:
-        """The complete BPF C compiled for this probe (the session's, once loaded)."""
-        if self._session is not None and self._session.program is not None:
-            return self._session.program.text
-        from ..session import program_text_for
-        return program_text_for([self], SELF)
-
-    def dump_xlated(self) -> str:
-        """The kernel's translated BPF instructions (needs the probe loaded, and bpftool)."""
-        if self._session is None or self._session.program is None or not self._session.program.loaded:
-            raise ProbeStateError("dump_xlated() needs a running probe: call start() or use it in a `with` block")
-        return self._session.program.dump_xlated()
-
-    # -- standalone use -------------------------------------------------
-    def start(self, descendants_of: Scope = SELF) -> "Probe":
-        """Trace with this probe alone (``descendants_of`` as in :class:`~ebpftoolkit.Session`)."""
-        from ..session import Session
-        if self._own_session is not None and self._own_session.running:
-            raise ProbeStateError(f"{type(self).__name__} is already running")
-        if self._session is not None and self._own_session is None:
-            raise ProbeStateError(f"{type(self).__name__} belongs to a Session: start the session instead")
-        self._own_session = Session(self, descendants_of=descendants_of)
-        self._own_session.start()
-        return self
-
-    def stop(self) -> "Probe":
-        if self._own_session is None:
-            raise ProbeStateError(f"{type(self).__name__} was not started")
-        self._own_session.stop()
-        return self
-
-    def __enter__(self) -> "Probe":
-        """``with probe:`` starts it (scope "self"); ``with probe.start(descendants_of=PID):`` too."""
-        if self._own_session is not None and self._own_session.running:
-            return self
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        if self._own_session is not None and self._own_session.running:
-            self.stop()
-
     def _require_session(self) -> "Session":
         if self._session is None:
             raise ProbeStateError(f"{type(self).__name__} has not been started: use `with {type(self).__name__}() as p:` "
@@ -185,10 +143,3 @@ class Probe:
             body += f"<tr><th style='text-align:left'>lost events</th><td{style}>{lost}</td></tr>"
         return (f"<table class='ebpftoolkit-probe'><caption style='text-align:left'><b>{e(type(self).__name__)}"
                 f"</b> (table <code>{e(self.name)}</code>)</caption><tbody>{body}</tbody></table>")
-
-    def __del__(self):  # last-resort cleanup if a started probe is dropped
-        try:
-            if self._own_session is not None and self._own_session.running:
-                self._own_session.stop()
-        except Exception:
-            pass

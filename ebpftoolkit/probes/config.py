@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ProbeConfigError
 
-__all__ = ["ProbeConfig", "CONFIG_CLASSES", "config_from_dict", "int_option", "bool_option", "power_of_two"]
+__all__ = ["ProbeConfig", "CONFIG_CLASSES", "int_option", "bool_option", "power_of_two"]
 
 #: probe kind (the probe class's name) -> its configuration class
 CONFIG_CLASSES: dict[str, type["ProbeConfig"]] = {}
@@ -48,13 +48,6 @@ def _plain(v):
 
 def _tuples(v):
     return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
-
-
-def config_from_dict(kind: str, d: dict) -> ProbeConfig | None:
-    """The configuration of a probe of ``kind`` from saved metadata (None for a kind this version lacks)."""
-    from . import configs  # noqa: F401  (imports every family's configuration class)
-    cls = CONFIG_CLASSES.get(kind)
-    return cls.from_dict(d) if cls is not None else None
 
 
 def int_option(name: str, value, lo: int, hi: int) -> int:

@@ -7,8 +7,10 @@ from .charts import (bytes_moved, frame_times, gpu_memory, misses_by_function, m
                      pmu_rates, process_lifetimes)
 from .chrome_trace import to_chrome_trace
 from .report import render_html
-from .timeline import TimelineWidget, static_timeline, timeline
+from .model import TraceModel
+from .timeline import static_timeline
+from .widget import TimelineWidget, timeline
 
-__all__ = ["timeline", "static_timeline", "TimelineWidget", "render_html", "to_chrome_trace",
+__all__ = ["TraceModel", "timeline", "static_timeline", "TimelineWidget", "render_html", "to_chrome_trace",
            "miss_rate_over_time", "misses_by_function", "mpki", "frame_times",
            "bytes_moved", "gpu_memory", "process_lifetimes", "pmu_rates"]

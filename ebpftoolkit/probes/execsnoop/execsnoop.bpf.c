@@ -20,32 +20,39 @@ static __always_inline u32 exec_ppid(void)
     return ppid;
 }
 
+/* A zeroed pending exec for thread `key` (ts, uid and ppid filled), or NULL when the process
+ * is filtered out or the pending map is full (counted as lost). */
+static __always_inline struct exec_event *exec_new_pending(u32 key, u32 tgid, u32 uid)
+{
+    if (!ebt_wanted(tgid))
+        return NULL;
+    if (EXEC_UID >= 0 && uid != (u32)EXEC_UID)
+        return NULL;
+    u32 zero = 0;
+    struct exec_event *z = exec_zero.lookup(&zero);
+    if (!z || exec_pending.update(&key, z)) {
+        exec_events_count_lost();
+        return NULL;
+    }
+    struct exec_event *e = exec_pending.lookup(&key);
+    if (e) {
+        e->ts = bpf_ktime_get_ns();
+        e->uid = uid;
+        e->ppid = exec_ppid();
+    }
+    return e;
+}
+
 static __always_inline int exec_enter(const char *filename, const char *const *argv)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32, tid = (u32)id;
-    u32 uid = (u32)bpf_get_current_uid_gid();
-    if (!ebt_wanted(tgid))
-        return 0;
-    if (EXEC_UID >= 0 && uid != (u32)EXEC_UID)
-        return 0;
-    u32 zero = 0;
-    struct exec_event *z = exec_zero.lookup(&zero);
-    if (!z)
-        return 0;
-    if (exec_pending.update(&tid, z)) {
-        exec_events_count_lost();
-        return 0;
-    }
-    struct exec_event *e = exec_pending.lookup(&tid);
+    struct exec_event *e = exec_new_pending(tid, tgid, (u32)bpf_get_current_uid_gid());
     if (!e)
         return 0;
-    e->ts = bpf_ktime_get_ns();
     e->pid = tgid;
     e->tid = tid;
     e->old_tid = tid;
-    e->uid = uid;
-    e->ppid = exec_ppid();
     int n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
     if (n < 0)
         e->flags |= EXEC_F_READ_ERROR;
@@ -134,25 +141,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     if (!e) {
         /* No syscall entry was recorded: either the kernel started this
          * exec, or the entry was filtered out (apply the same filters). */
-        u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        u32 uid = (u32)bpf_get_current_uid_gid();
-        if (!ebt_wanted(tgid))
-            return 0;
-        if (EXEC_UID >= 0 && uid != (u32)EXEC_UID)
-            return 0;
-        u32 zero = 0;
-        struct exec_event *z = exec_zero.lookup(&zero);
-        if (!z || exec_pending.update(&old, z)) {
-            exec_events_count_lost();
-            return 0;
-        }
-        e = exec_pending.lookup(&old);
+        e = exec_new_pending(old, bpf_get_current_pid_tgid() >> 32, (u32)bpf_get_current_uid_gid());
         if (!e)
             return 0;
-        e->ts = bpf_ktime_get_ns();
         e->flags = EXEC_F_NO_ENTRY;
-        e->uid = uid;
-        e->ppid = exec_ppid();
         unsigned short loc = args->data_loc_filename & 0xFFFF;
         bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)args + loc);
     }

@@ -17,7 +17,7 @@ from ...runtime.layout import Layout, c_defines
 from ...runtime.program import RawTracepoint
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
-from ..base import Probe
+from ..standalone import StandaloneProbe
 from .config import ExecConfig
 from .tables import EXEC_COLUMNS, FLAGS, TASK_EVENTS, exec_table, join_exits, process_table
 
@@ -39,7 +39,7 @@ def exec_layout(c: ExecConfig) -> Layout:
         ("args", "char", (c.max_args, c.max_arg_len))])
 
 
-class ExecSnoop(Probe):
+class ExecSnoop(StandaloneProbe):
     """Trace every exec (and the fork/exit of the processes around it): table ``exec``, and
     ``processes`` (one row per process).  Options: see :class:`ExecConfig`."""
 

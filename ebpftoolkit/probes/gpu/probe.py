@@ -16,7 +16,7 @@ from ...runtime.records import decode_str_array
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
 from ...runtime.x86 import PT_REGS_INDEX
-from ..base import Probe
+from ..standalone import StandaloneProbe
 from .catalogue import CATALOGUE, CallSpec, calls_for
 from .config import GpuConfig
 from .decode import GPU_COLUMNS, calls_table
@@ -58,7 +58,7 @@ def _binary(b) -> str:
     return os.path.realpath(path)
 
 
-class GpuTrace(Probe):
+class GpuTrace(StandaloneProbe):
     """Trace graphics/compute API calls with uprobes (table ``gpu``).
 
     ``apis``: any of ``"opengl"``, ``"vulkan"``, ``"opencl"``, ``"cuda"`` (default: every API

@@ -5,13 +5,15 @@ from .config import PmuConfig, SamplerConfig
 __all__ = ["PmuCounters", "PmuSampler", "PmuConfig", "SamplerConfig", "available_events", "simulate_cache_misses",
            "parse_cachegrind_out", "PMU_COLUMNS", "SAMPLE_COLUMNS"]
 
-_LAZY = {"PmuCounters": "counters", "PMU_COLUMNS": "counters", "PmuSampler": "sampler", "SAMPLE_COLUMNS": "sampler",
-         "available_events": "events", "simulate_cache_misses": "cachegrind", "parse_cachegrind_out": "cachegrind",
-         "CACHEGRIND_EVENTS": "cachegrind"}
-
-
 def __getattr__(name):          # the probes import the runtime: only when asked for
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(name)
+    if name in ("PmuCounters", "PMU_COLUMNS"):
+        from . import counters as mod
+    elif name in ("PmuSampler", "SAMPLE_COLUMNS"):
+        from . import sampler as mod
+    elif name == "available_events":
+        from . import events as mod
+    elif name in ("simulate_cache_misses", "parse_cachegrind_out", "CACHEGRIND_EVENTS"):
+        from . import cachegrind as mod
+    else:
+        raise AttributeError(name)
+    return getattr(mod, name)

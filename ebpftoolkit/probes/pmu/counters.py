@@ -24,7 +24,7 @@ from ...runtime.program import RawTracepoint
 from ...runtime.records import decode_str_array
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
-from ..base import Probe
+from ..standalone import StandaloneProbe
 from .config import PmuConfig
 
 __all__ = ["PmuCounters", "PMU_COLUMNS", "REASONS", "interval_ns"]
@@ -56,7 +56,7 @@ def record_layout(nev: int) -> Layout:
                                  ("running", "u64", nev)])
 
 
-class PmuCounters(Probe):
+class PmuCounters(StandaloneProbe):
     """Count perf ``events`` per task (e.g. ``["page-faults", "context-switches"]``).
 
     ``interval``: a running task's counts are also charged every ``interval``

@@ -28,7 +28,7 @@ from ...runtime.records import decode_str_array
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
 from ...runtime.symbols import SYM_STATUS, ProcessMaps
-from ..base import Probe
+from ..standalone import StandaloneProbe
 from .config import SamplerConfig
 
 __all__ = ["PmuSampler", "SAMPLE_COLUMNS", "FLAG_IN_KERNEL"]
@@ -48,7 +48,7 @@ def sample_layout(depth: int) -> Layout:
         ("stack", "u64", depth)])          # user stack, innermost first
 
 
-class PmuSampler(Probe):
+class PmuSampler(StandaloneProbe):
     """Sample perf ``event`` every ``period`` occurrences (ns of CPU time for cpu-clock/task-clock).
 
     ``period``: default 1 ms for the clock events; required for the others.

@@ -16,7 +16,7 @@ from ...runtime.layout import Layout
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
 from ...runtime.tracefs import ensure_tracefs
-from ..base import Probe
+from ..standalone import StandaloneProbe
 from .config import SyscallConfig
 
 __all__ = ["SyscallTrace", "SYS_KEY"]
@@ -24,7 +24,7 @@ __all__ = ["SyscallTrace", "SYS_KEY"]
 SYS_KEY = Layout("sys_key", [("pid", "u32"), ("nr", "u32")])
 
 
-class SyscallTrace(Probe):
+class SyscallTrace(StandaloneProbe):
     """Trace the entry of system calls ``names`` (e.g. ``["openat", "read"]``): table ``syscalls``
     (ts, pid, tid, syscall, arg0...), or ``syscall_counts`` with ``count_only``.  See :class:`SyscallConfig`."""
 
