@@ -47,7 +47,7 @@ from ebpftoolkit.probes.gpu import GpuTrace  # noqa: E402
 from ebpftoolkit.probes.gpu.catalogue import calls_for  # noqa: E402
 from ebpftoolkit.probes.gpu.resolve import find_libraries  # noqa: E402
 from ebpftoolkit.runtime.elf import elf_file  # noqa: E402
-from ebpftoolkit.runtime.program import import_bcc  # noqa: E402
+from ebpftoolkit.runtime.compile import import_bcc  # noqa: E402
 
 NAIVE_C = b"BPF_PERCPU_ARRAY(hits, u64, 1);\nint hit(void *ctx) { u32 z = 0; u64 *n = hits.lookup(&z); if (n) (*n)++; return 0; }\n"
 EXE = ROOT / "workloads" / "gpu" / "build" / "gl_egl"

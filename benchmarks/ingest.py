@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from ebpftoolkit import ExecSnoop, GpuTrace, PmuCounters, Session, SyscallTrace  # noqa: E402
-from ebpftoolkit.runtime.program import import_bcc  # noqa: E402
+from ebpftoolkit.runtime.compile import import_bcc  # noqa: E402
 
 FLOOR_C = r"""
 BPF_PERCPU_ARRAY(cnt, u64, 1);

@@ -20,12 +20,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ebpftoolkit import Session  # noqa: E402
-from ebpftoolkit.views.timeline import TimelineWidget  # noqa: E402
+from ebpftoolkit import Recording  # noqa: E402
+from ebpftoolkit.views import TimelineWidget  # noqa: E402
 
 
-def big_session(n: int) -> Session:
-    s = Session.load(ROOT / "tests" / "data" / "sessions" / "gpu_pmu")
+def big_session(n: int) -> Recording:
+    s = Recording.load(ROOT / "tests" / "data" / "sessions" / "gpu_pmu")
     g = s.tables["gpu"]
     big = pd.concat([g] * (n // len(g) + 1), ignore_index=True).iloc[:n].copy()
     span = (g["ts"].max() - g["ts"].min()).value * 10

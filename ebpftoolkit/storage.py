@@ -104,6 +104,7 @@ def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict) -> Path:
     """Write ``tables`` and the JSON document ``meta`` (to which the format and codecs are added) to ``path``."""
     path = Path(path)
     parent = path.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{path.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
