@@ -103,6 +103,21 @@ def test_hardware_sampling_is_refused_before_anything_is_loaded():
 
 
 @bpf
+def test_cpp_functions_are_named_as_cpp_writes_them(tmp_path):
+    exe = tmp_path / "hot_cpp"
+    subprocess.run(["g++", "-O1", "-fno-omit-frame-pointer", "-o", str(exe), str(PROGS / "hot_cpp.cc")], check=True)
+    # the independent name: nm's own demangler (binutils) for the symbol at the hot function's address
+    nm = subprocess.run(["nm", "-C", "--defined-only", str(exe)], capture_output=True, text=True, check=True).stdout
+    cpp_names = {line.split(" ", 2)[2] for line in nm.splitlines() if "hotspace::spin" in line}
+    assert cpp_names == {"hotspace::spin(unsigned long)", "hotspace::spin(int)"}, cpp_names
+    s = Session(PmuSampler("cpu-clock", period=1_000_000), descendants_of="command")
+    res = s.run([str(exe), "300"], capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    top = top_functions(s.tables["pmu_samples"][s.tables["pmu_samples"]["comm"] == "hot_cpp"])
+    assert top.loc[0, "symbol"] == "hotspace::spin(unsigned long)" and top.loc[0, "share"] > 0.8, top.head()
+
+
+@bpf
 def test_cli_records_pmu_samples(hot_cold, tmp_path):
     out = tmp_path / "run"
     res = subprocess.run(CLI + ["record", "--pmu-sample", "cpu-clock:1000000", "-o", str(out), "--", hot_cold, "300"],

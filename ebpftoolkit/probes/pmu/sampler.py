@@ -21,6 +21,7 @@ import pandas as pd
 
 from ...errors import ProbeConfigError
 from ...runtime.clock import MonotonicClock
+from ...runtime.demangle import demangle_many
 from ...runtime.layout import Layout
 from ...runtime.perf import CLOCK_EVENTS, require_supported, resolve_event
 from ...runtime.program import RawTracepoint
@@ -57,7 +58,7 @@ class PmuSampler(StandaloneProbe):
     libraries) shows short stacks.  ``ring_pages``: ring buffer size in pages.
 
     Table ``pmu_samples``: ts, cpu, pid, tid, comm, event, ip (the user
-    instruction pointer), symbol (function name, None where unresolved),
+    instruction pointer), symbol (function name, C++ names demangled; None where unresolved),
     module (the file), sym_status (why a symbol is missing: see
     :data:`ebpftoolkit.runtime.symbols.SYM_STATUS`; "no maps" means the process
     ended or exec'd before its memory map was read), in_kernel (the sample
@@ -178,6 +179,8 @@ class PmuSampler(StandaloneProbe):
         ug, ua, inv = _unique_pairs(np.concatenate(groups), np.concatenate(addrs))
         res = [self._resolve(int(ukeys[g >> 1]) >> 32, int(ukeys[g >> 1]) & 0xFFFFFFFF, a - (g & 1))
                for g, a in zip(ug.tolist(), ua.tolist())]
+        names = demangle_many([x[1] or "" for x in res])     # C++ names as people write them
+        res = [(m, name or None, st) for (m, _n, st), name in zip(res, names)]
         at_ip = inv[:n]
         status = np.array([SYM_STATUS.index(x[2]) for x in res], dtype=np.int64)
         df = pd.DataFrame({
