@@ -14,6 +14,7 @@ __all__ = [
     "ProbeStateError",
     "ProbeConfigError",
     "SessionLoadError",
+    "OutputError",
     "TargetError",
     "PmuUnsupportedError",
     "ValgrindMissingError",
@@ -66,6 +67,13 @@ class ProbeConfigError(EbpfToolkitError, ValueError):
 
 class SessionLoadError(EbpfToolkitError):
     """A saved session folder is missing or damaged."""
+
+
+class OutputError(EbpfToolkitError, OSError):
+    """A recording (or report) cannot be written where it was asked to go (``errno`` says why)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror if self.strerror else super().__str__())
 
 
 class TargetError(EbpfToolkitError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import SessionLoadError
@@ -33,8 +34,11 @@ class Recording:
     """Tables, loss accounting and metadata of one recording (or of several runs combined)."""
 
     def __init__(self, tables: dict[str, pd.DataFrame], metadata: RecordingMetadata | None = None,
-                 lost: dict[str, int] | None = None, loss_windows: pd.DataFrame | None = None):
+                 lost: dict[str, int] | None = None, loss_windows: pd.DataFrame | None = None,
+                 raw: dict[str, np.ndarray] | None = None):
         self.tables = dict(tables)
+        #: records of a probe that could not be decoded into tables (a bug), per stream: kept, and saved
+        self.raw = dict(raw or {})
         self.metadata = metadata if metadata is not None else RecordingMetadata()
         self.lost = {k: int(v) for k, v in (lost or {}).items()}
         self.loss_windows = loss_windows if loss_windows is not None else _empty_losses()
@@ -45,7 +49,7 @@ class Recording:
         tables = dict(self.tables, _loss_windows=self.loss_windows)
         meta = {"metadata": self.metadata.to_dict(), "lost": self.lost,
                 "tables": sorted(n for n in self.tables if not n.startswith("_"))}
-        return save_tables(path, tables, meta)
+        return save_tables(path, tables, meta, self.raw)
 
     @classmethod
     def load(cls, path) -> "Recording":
@@ -60,7 +64,7 @@ class Recording:
 
     @classmethod
     def _load_one(cls, path: Path) -> "Recording":
-        tables, doc = load_tables(path)
+        tables, doc, raw = load_tables(path)
         try:
             meta = RecordingMetadata.from_dict(doc.get("metadata", {}))
         except SessionLoadError as exc:
@@ -76,7 +80,7 @@ class Recording:
         missing = [c for c in LOSS_COLUMNS if c not in losses]
         if missing:
             raise SessionLoadError(f"{path / '_loss_windows.parquet'} lacks columns {missing}")
-        return cls(tables, meta, lost, losses)
+        return cls(tables, meta, lost, losses, raw)
 
     @classmethod
     def combine(cls, recordings: list["Recording"], names: list[str] | None = None) -> "Recording":

@@ -16,9 +16,11 @@ import time
 import warnings
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from .errors import ProbeConfigError, ProbeStateError, TargetError
+from .launch import end, find_executable, spawn, wait_for
 from .metadata import Attachment, CommandRun, ProbeMeta, RecordingMetadata
 from .probes.base import Probe
 from .recording import Recording, recording_html
@@ -32,13 +34,17 @@ from .runtime.tracking import register_self_preexec, seed_tracked
 from .scope import COMMAND, SELF, Scope, check_scope
 from .version import __version__
 
-__all__ = ["Session", "program_text_for", "LostEventsWarning"]
+__all__ = ["Session", "program_text_for", "LostEventsWarning", "DecodeWarning"]
 
 EBT_TRACK_MAX = 65536
 
 
 class LostEventsWarning(UserWarning):
     """Some events could not be captured (see Session.lost and Session.loss_windows)."""
+
+
+class DecodeWarning(UserWarning):
+    """A probe's records could not all be turned into tables; they are kept raw (Recording.raw)."""
 
 
 def _btf_offsets(probes, tree: bool) -> dict[str, int]:
@@ -179,11 +185,12 @@ class Session:
             raise TargetError("every element of argv must be a str, bytes or path")
         if "preexec_fn" in popen_kwargs:
             raise TargetError("preexec_fn is used by Session.run to register the child; it cannot be passed")
+        if self.recording is not None:
+            raise ProbeStateError("this session has stopped; create a new Session to record again")
+        exe = find_executable(argv, popen_kwargs)       # TargetError before anything is attached
         started_here = not self.running
         if started_here:
             self.start()
-        if not self.running:
-            raise ProbeStateError("this session has stopped; create a new Session to record again")
         preexec = None
         if self.descendants_of is not None:
             preexec = register_self_preexec(self.program.map("ebt_tracked", "u4", "u1").fd)
@@ -196,19 +203,11 @@ class Session:
             popen_kwargs.setdefault("stdout", subprocess.PIPE)
             popen_kwargs.setdefault("stderr", subprocess.PIPE)
         try:
+            proc = spawn(argv, exe, preexec, popen_kwargs)
             try:
-                proc = subprocess.Popen(list(argv), preexec_fn=preexec, **popen_kwargs)
-            except FileNotFoundError:
-                raise TargetError(f"command not found: {argv[0]!r} (check the name, or give a full path)") from None
-            except PermissionError as exc:
-                raise TargetError(f"cannot execute {argv[0]!r}: {exc.strerror} (is it executable?)") from None
-            except subprocess.SubprocessError as exc:
-                raise TargetError(f"could not start {argv[0]!r} traced: {exc}") from None
-            try:
-                out, err = proc.communicate(stdin_data, timeout=timeout)
+                out, err = wait_for(proc, stdin_data, timeout)
             except BaseException:
-                proc.kill()
-                proc.wait()
+                end(proc)
                 raise
             result = subprocess.CompletedProcess(list(map(os.fsdecode, argv)), proc.returncode, out, err)
             self.metadata.commands.append(CommandRun(result.args, proc.pid, proc.returncode))
@@ -231,16 +230,25 @@ class Session:
 
     def _finish(self) -> None:
         col = self._collector
+        raw: dict[str, np.ndarray] = {}
         try:
-            tables, lost, losses = self._build_tables(), self._lost_now(), self._loss_windows_now()
+            tables, raw = self._build_tables(raw)
+            lost, losses = self._lost_now(), self._loss_windows_now()
         finally:
             self._teardown()
         self.metadata.end = pd.Timestamp.now()
         self.metadata.events = {s: col.count(s) for s in self.program.streams}
-        self.recording = Recording(tables, self.metadata, lost, losses)
+        for label, exc in col.listener_errors:
+            self._note(f"a live listener ({label}) failed and was skipped from then on: {type(exc).__name__}: {exc}")
+        self.recording = Recording(tables, self.metadata, lost, losses, raw)
         if col.error is not None:
             raise col.error
         self._warn_lost(lost)
+
+    def _note(self, text: str) -> None:
+        if text not in self.metadata.notes:       # a live view may hit the same problem again
+            self.metadata.notes.append(text)
+            warnings.warn(text, DecodeWarning, stacklevel=4)
 
     def _teardown(self) -> None:
         self.running = False
@@ -255,14 +263,22 @@ class Session:
                           "Give the probe a bigger ring buffer (ring_pages=...) or trace less.",
                           LostEventsWarning, stacklevel=3)
 
-    def _build_tables(self) -> dict[str, pd.DataFrame]:
-        tables = {}
+    def _build_tables(self, raw: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+        """Every probe's tables; a probe whose records cannot be decoded keeps them raw (``raw``,
+        saved with the recording) and the others are unaffected."""
+        tables, raw = {}, {} if raw is None else raw
         for p in self.probes:
             recs = {s.name: self._collector.records(s.name) for s in p.streams()}
-            if self.program is not None and self.program.loaded:
-                recs.update(p.snapshot(self.program))
-            tables.update(p.make_tables(recs, self._clock))
-        return tables
+            try:
+                if self.program is not None and self.program.loaded:
+                    recs.update(p.snapshot(self.program))
+                tables.update(p.make_tables(recs, self._clock))
+            except Exception as exc:
+                raw.update({k: v for k, v in recs.items() if isinstance(v, np.ndarray) and v.dtype.names})
+                self._note(f"probe {p.name}: its tables could not be built ({type(exc).__name__}: {exc}); "
+                           f"its {sum(len(v) for v in recs.values())} raw records are kept in Recording.raw "
+                           "(please report this as a bug)")
+        return tables, raw
 
     def _lost_now(self) -> dict[str, int]:
         loaded = self.program is not None and self.program.loaded
@@ -297,7 +313,8 @@ class Session:
             return self.recording
         if self.running:
             self._collector.collect()
-            return Recording(self._build_tables(), self.metadata, self._lost_now(), self._loss_windows_now())
+            tables, raw = self._build_tables()
+            return Recording(tables, self.metadata, self._lost_now(), self._loss_windows_now(), raw)
         raise ProbeStateError("nothing recorded yet: use `with Session(...) as s:` or s.run([...])")
 
     @property

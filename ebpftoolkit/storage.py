@@ -12,6 +12,7 @@ renamed into place, so a failure (a full disk) leaves the previous folder or non
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import SessionLoadError
+from .errors import OutputError, SessionLoadError
 
-__all__ = ["save_tables", "load_tables", "FORMAT_VERSION", "RAW_PREFIX"]
+__all__ = ["save_tables", "load_tables", "check_writable", "FORMAT_VERSION", "RAW_PREFIX"]
 
 FORMAT_VERSION = 2          # 1: ebpftoolkit 0.1 (text stored as binary); 2: UTF-8 text + __raw__ columns
 RAW_PREFIX = "__raw__"
@@ -100,23 +101,69 @@ def _decode(df: pd.DataFrame, codecs: dict[str, str], version: int) -> pd.DataFr
     return df
 
 
-def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict) -> Path:
-    """Write ``tables`` and the JSON document ``meta`` (to which the format and codecs are added) to ``path``."""
+def _where(path: Path) -> tuple[Path, Path]:
+    """(the folder the recording goes in, its temporary sibling)."""
+    parent = path.absolute().parent
+    return parent, parent / f".{path.name}.tmp-{os.getpid()}"
+
+
+def _output_error(path: Path, exc: OSError, when: str) -> OutputError:
+    why = exc.strerror or str(exc)
+    fix = {errno.ENOSPC: "free some space or choose another disk",
+           errno.EDQUOT: "free some space or choose another disk",
+           errno.EROFS: "that file system is mounted read-only: choose a writable folder",
+           errno.EACCES: "you may not write there: choose a folder you own",
+           errno.EPERM: "you may not write there: choose a folder you own",
+           errno.ENOENT: "that folder cannot be created there (is it in /proc or /sys?): choose a normal folder",
+           errno.ENOTDIR: "a part of that path is a file, not a folder"}.get(exc.errno, "choose another folder")
+    return OutputError(exc.errno or errno.EIO, f"cannot {when} {path}: {why}; {fix}")
+
+
+def check_writable(path) -> Path:
+    """Check, before anything is recorded, that a recording can be written to folder ``path``:
+    the folder it goes in can be made and written (a test folder is made and removed there)."""
     path = Path(path)
-    parent = path.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{path.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=False)
+    if path.exists() and not path.is_dir():
+        raise OutputError(errno.EEXIST, f"cannot write a recording to {path}: it exists and is not a folder; "
+                                        "choose another path, or remove the file")
+    if path.is_dir() and os.listdir(path) and not (path / "metadata.json").is_file():
+        raise OutputError(errno.EEXIST, f"cannot write a recording to {path}: it is a folder that holds something "
+                                        "else than a recording (it would be replaced); choose an empty or new folder")
+    parent, tmp = _where(path)
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        tmp.rmdir()
+    except OSError as exc:
+        raise _output_error(path, exc, "write a recording to") from None
+    return path
+
+
+def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict, raw: dict | None = None) -> Path:
+    """Write ``tables``, the JSON document ``meta`` (to which the format and codecs are added) and
+    ``raw`` record arrays (``raw/<stream>.npy``, when a probe's records could not be decoded) to
+    ``path``, atomically; OutputError (saying why and what to do) when it cannot be written."""
+    path = Path(path)
+    check_writable(path)
+    parent, tmp = _where(path)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
         codecs = {}
         for name, df in tables.items():
             enc, codecs[name] = _encode(df)
             enc.to_parquet(tmp / f"{name}.parquet", index=False)
-        doc = dict(meta, format_version=FORMAT_VERSION, codecs=codecs)
+        if raw:
+            (tmp / "raw").mkdir()
+            for name, arr in raw.items():
+                np.save(tmp / "raw" / f"{name}.npy", arr, allow_pickle=False)
+        doc = dict(meta, format_version=FORMAT_VERSION, codecs=codecs, raw=sorted(raw or ()))
         (tmp / "metadata.json").write_text(json.dumps(doc, indent=2, default=_json_default))
         _replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _output_error(path, exc, "write the recording to") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -149,8 +196,9 @@ def _json_default(o):
     return str(o)
 
 
-def load_tables(path) -> tuple[dict[str, pd.DataFrame], dict]:
-    """(tables, metadata document) of a saved recording; every problem is a SessionLoadError naming the file."""
+def load_tables(path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
+    """(tables, metadata document, raw record arrays) of a saved recording; every problem is a
+    SessionLoadError naming the file."""
     path = Path(path)
     meta_file = path / "metadata.json"
     if not meta_file.is_file():
@@ -181,4 +229,13 @@ def load_tables(path) -> tuple[dict[str, pd.DataFrame], dict]:
         except Exception as exc:        # pyarrow raises ArrowInvalid, OSError... on damaged files
             raise SessionLoadError(f"{f} is damaged ({type(exc).__name__}: {exc}); record the session again") from None
         tables[name] = _decode(df, codecs.get(name, {}), version)
-    return tables, doc
+    raw, raw_names = {}, doc.get("raw") or []
+    if not isinstance(raw_names, list) or not all(isinstance(n, str) for n in raw_names):
+        raise SessionLoadError(f"{meta_file}: 'raw' must be a list of stream names")
+    for name in raw_names:
+        f = path / "raw" / f"{name}.npy"
+        try:
+            raw[str(name)] = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SessionLoadError(f"{f} is missing or damaged ({exc})") from None
+    return tables, doc, raw

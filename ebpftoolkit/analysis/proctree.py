@@ -32,7 +32,10 @@ def process_tree(execs: pd.DataFrame, processes: pd.DataFrame | None = None) -> 
     if not rows:
         return pd.DataFrame(columns=["pid", "ppid", "depth", "comm", "argv", "exit_code", "exit_signal",
                                      "lifetime", "start"])
-    df = pd.DataFrame(list(rows.values()))
+    keys = ["pid", "ppid", "start", "comm", "argv", "exit_code", "exit_signal", "lifetime"]
+    text = {"comm", "argv"}                     # object columns: traced text may hold surrogates
+    df = pd.DataFrame({k: pd.Series([r.get(k) for r in rows.values()], dtype=object if k in text else None)
+                       for k in keys})
     children: dict = {}
     for r in df.sort_values("start").itertuples():
         children.setdefault(r.ppid, []).append(r.pid)

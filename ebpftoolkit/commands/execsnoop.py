@@ -6,7 +6,7 @@ import sys
 import threading
 
 from ..options import add_exec_filters, exec_probe
-from .record import sleep_interruptibly
+from ..text import printable
 
 HELP = "print every exec live (Ctrl-C to end)"
 OVERHEAD_NOTE = ("Overhead: ExecSnoop costs a few microseconds per exec/fork/exit; "
@@ -23,9 +23,10 @@ def add_arguments(p) -> None:
 
 
 def format_row(r) -> str:
-    args = shlex.join(r.argv) + (" ..." if r.argv_truncated else "")
+    """One exec as a terminal line; text from the traced program is escaped (:func:`printable`)."""
+    args = printable(shlex.join(r.argv)) + (" ..." if r.argv_truncated else "")
     ret = str(r.retval) if r.retval == 0 else f"{r.retval} ({r.error})"
-    return f"{r.ts:%H:%M:%S.%f}"[:-3] + f" {r.comm:<16} {r.pid:>7} {r.ppid:>7} {ret:>12}  {args}"
+    return f"{r.ts:%H:%M:%S.%f}"[:-3] + f" {printable(r.comm):<16} {r.pid:>7} {r.ppid:>7} {ret:>12}  {args}"
 
 
 def run(args) -> int:
@@ -48,7 +49,10 @@ def run(args) -> int:
         print(f"Tracing execs{'' if args.pid is None else f' below pid {args.pid}'}... Ctrl-C to end.", file=sys.stderr)
         print(OVERHEAD_NOTE, file=sys.stderr)
         print(f"{'TIME':<12} {'COMM':<16} {'PID':>7} {'PPID':>7} {'RET':>12}  ARGS", flush=True)
-        sleep_interruptibly(args.duration)
+        try:
+            threading.Event().wait(args.duration)
+        except KeyboardInterrupt:       # Ctrl-C ends the watch; what was seen is kept (and saved with -o)
+            pass
     finally:
         session.stop()
     print(f"{len(session.tables['exec'])} execs; lost events: {sum(session.lost.values())}", file=sys.stderr)

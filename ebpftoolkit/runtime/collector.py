@@ -6,6 +6,7 @@ window any loss happened, so views can shade the gaps.
 """
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import Callable
@@ -29,6 +30,7 @@ class Collector:
         self.loss_windows: list[tuple[int, int, str, int]] = []  # (start_mono_ns, end_mono_ns, stream, lost)
         self._last_collect = time.monotonic_ns()
         self._listeners: list[Listener] = []
+        self.listener_errors: list[tuple[str, BaseException]] = []   # (listener, first error): it keeps running
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -43,6 +45,9 @@ class Collector:
         self._thread.start()
 
     def _run(self) -> None:
+        # Ctrl-C and SIGTERM must reach the main thread (a signal the kernel hands to this thread
+        # would not interrupt the main thread's wait for the traced command)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             while not self._stop.is_set():
                 self.program.wait(self.interval_s)
@@ -59,12 +64,21 @@ class Collector:
                     self._chunks[name].append(arr)
                     self._counts[name] += len(arr)
                     for fn in self._listeners:
-                        fn(name, arr)
+                        self._call(fn, name, arr)
                 lost = self.program.lost(name)
                 if lost > self._lost_seen[name]:
                     self.loss_windows.append((self._last_collect, now, name, lost - self._lost_seen[name]))
                     self._lost_seen[name] = lost
             self._last_collect = now
+
+    def _call(self, fn: Listener, name: str, arr: np.ndarray) -> None:
+        """A listener that raises must not stop the collection (the records are kept either way)."""
+        try:
+            fn(name, arr)
+        except Exception as exc:
+            label = getattr(fn, "__qualname__", repr(fn))
+            if not any(lbl == label for lbl, _e in self.listener_errors):
+                self.listener_errors.append((label, exc))
 
     def stop(self) -> None:
         """Detach the programs, stop the thread, and take everything still in the buffers.

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["decode_str", "decode_str_array"]
+__all__ = ["decode_str", "decode_str_array", "text_column"]
 
 
 def decode_str(b: bytes) -> str:
@@ -18,3 +19,10 @@ def decode_str_array(arr: np.ndarray) -> np.ndarray:
     uniq, inv = np.unique(arr, return_inverse=True)
     dec = np.array([decode_str(u) for u in uniq], dtype=object)
     return dec[inv]
+
+
+def text_column(values, index=None) -> pd.Series:
+    """A text column as an object Series: pandas' own string dtype (pandas 3's default for text)
+    rejects the surrogates that keep non-UTF-8 bytes, so text from the kernel never uses it."""
+    return pd.Series(np.asarray(values, dtype=object) if not isinstance(values, pd.Series) else values.to_numpy(object),
+                     index=index, dtype=object)

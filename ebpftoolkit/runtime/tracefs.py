@@ -19,7 +19,8 @@ def find_tracefs(mount: bool) -> tuple[Path | None, str, str]:
         if os.path.exists(p / "available_events"):
             return p, f"mounted at {p}", ""
     if os.path.ismount(TRACEFS_PATHS[0]):
-        return None, f"{TRACEFS_PATHS[0]} is mounted but not readable", "run as root (tracefs is root-only)"
+        return None, f"{TRACEFS_PATHS[0]} is mounted but not readable", ("run as root, or with CAP_DAC_READ_SEARCH "
+                                                                         "(tracefs is root-only)")
     if not mount or os.geteuid() != 0:
         return None, "tracefs is not mounted", TRACEFS_FIX
     res = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS_PATHS[0])], capture_output=True, text=True)

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import gpu as gpu_analysis
+from ..text import printable
 from ..analysis import pmu as pmu_analysis
 
 __all__ = ["miss_rate_over_time", "misses_by_function", "mpki", "frame_times", "bytes_moved", "gpu_memory",
@@ -37,10 +38,9 @@ def category_color(cat: str) -> str:
 
 
 def safe_text(s) -> str:
-    """Text from a traced program, safe for matplotlib: no mathtext ($), no control characters, no surrogates."""
-    s = str(s).encode("utf-8", "backslashreplace").decode("utf-8")
-    s = "".join(ch if ch.isprintable() else "?" for ch in s)
-    return s.replace("$", r"\$")
+    """Text from a traced program, safe for matplotlib: escaped as on a terminal (no control
+    characters, non-UTF-8 bytes as \\xNN) and no mathtext ($)."""
+    return printable(s).replace("$", r"\$")
 
 
 def _figure(title: str, nrows: int = 1, height: float = 3.2, width: float = 9.0, sharex=True):

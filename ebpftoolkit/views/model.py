@@ -61,7 +61,11 @@ def _text(s) -> np.ndarray:
 
 
 def _frame(cols, **data) -> pd.DataFrame:
-    return pd.DataFrame({c: data[c] for c in cols})
+    """A DataFrame whose text columns stay object dtype (pandas' string dtype rejects the surrogates
+    that keep non-UTF-8 bytes)."""
+    def col(v):
+        return pd.Series(v, dtype=object) if isinstance(v, np.ndarray) and v.dtype == object else v
+    return pd.DataFrame({c: col(data[c]) for c in cols})
 
 
 @dataclass
@@ -193,7 +197,7 @@ def _lanes(tables, names: dict, end_ns: int) -> pd.DataFrame:
         order = [int(p) for p in process_tree(ex, procs)["pid"] if int(p) in info]
     rest = sorted(set(info) - set(order), key=lambda p: info[p]["first"] if info[p]["first"] != NAT else np.inf)
     pids = order + rest
-    return pd.DataFrame({"pid": np.array(pids, np.int64), "comm": [names.get(p, "") for p in pids],
+    return pd.DataFrame({"pid": np.array(pids, np.int64), "comm": pd.Series([names.get(p, "") for p in pids], dtype=object),
                          "start_ns": np.array([info[p]["start"] for p in pids], np.int64),
                          "end_ns": np.array([info[p]["end"] for p in pids], np.int64),
                          "events": np.array([info[p]["n"] for p in pids], np.int64),

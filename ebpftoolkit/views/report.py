@@ -22,6 +22,7 @@ import pandas as pd
 from ..analysis import gpu as ga
 from ..analysis import pmu as pa
 from ..analysis.proctree import process_tree, render_process_tree
+from ..text import printable
 from . import charts
 from .model import TREE_MAX, TraceModel
 from .timeline import TimelineData, static_timeline
@@ -35,7 +36,8 @@ SVG_LIMIT = 250_000   # bytes of SVG above which a figure is embedded as PNG ins
 
 
 def _text(v) -> str:
-    return str(v).encode("utf-8", "backslashreplace").decode("utf-8")
+    """Traced text as it is shown: control characters escaped, non-UTF-8 bytes as \\xNN (then HTML-escaped)."""
+    return printable(v)
 
 
 _IDS = {"pid", "ppid", "tid", "uid", "returncode", "exit_code", "exit_signal", "retval", "frame", "handle"}
@@ -125,7 +127,7 @@ def _processes(tables, t0_ns, max_rows, figs, t0) -> dict:
     out = {}
     if ex is not None and len(ex):
         n = ex.loc[ex["retval"] == 0, "pid"].nunique()
-        lines = render_process_tree(process_tree(ex, procs)).splitlines() if n <= TREE_MAX else \
+        lines = [printable(line) for line in render_process_tree(process_tree(ex, procs)).split("\n")] if n <= TREE_MAX else \
             [f"({n:,} processes: too many to build the tree here; use ebpftoolkit.analysis.process_tree)"]
         out["tree"] = "\n".join(lines[: 5 * max_rows]) + (f"\n... {len(lines) - 5 * max_rows:,} more"
                                                             if len(lines) > 5 * max_rows else "")

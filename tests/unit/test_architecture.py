@@ -2,7 +2,7 @@
 import only downwards, and no module is over ~400 lines.
 
 Layers, lowest first (a module may import its own layer and those below it):
-  errors -> runtime -> probe configurations (probes/config*.py, probes/*/config.py, probes/gpu/catalogue.py)
+  errors, version, text -> runtime -> probe configurations (probes/config*.py, probes/*/config.py, probes/gpu/catalogue.py)
   and scope -> analysis -> probe internals (base, decoding, attach-point resolution) -> metadata,
   storage, recording -> views -> session -> the probe classes (probes/standalone.py and each family's
   probe module: a probe used on its own runs in a Session of its own) -> doctor, options, commands, cli,
@@ -115,11 +115,11 @@ def layer(name: str) -> float:
     if not parts:
         return 9
     top = parts[0]
-    if top in ("errors", "version"):
+    if top in ("errors", "version", "text"):
         return 0
     if top == "runtime":
         return 1
-    if top == "scope":
+    if top in ("scope", "launch"):
         return 2
     if top == "probes" and (parts[-1] in ("config", "configs", "catalogue") or len(parts) == 1
                             or (len(parts) == 3 and parts[2] == "__init__")):

@@ -52,9 +52,15 @@ def test_driver_lookup_helper_imports_only_the_standard_library():
 def test_privilege_rules():
     caps = {n: 1 << b for n, b in CAPABILITIES.items()}
     assert privilege(euid=0).ok
-    assert privilege(euid=1000, caps=caps["CAP_BPF"] | caps["CAP_PERFMON"] | caps["CAP_SYS_ADMIN"]).ok
-    for missing in caps:
-        p = privilege(euid=1000, caps=sum(v for n, v in caps.items() if n != missing))
+    assert privilege(euid=1000, caps=caps["CAP_BPF"] | caps["CAP_PERFMON"], tracefs_readable=True).ok
+    assert privilege(euid=1000, caps=caps["CAP_SYS_ADMIN"], tracefs_readable=True).ok     # stands for both
+    for missing in ("CAP_BPF", "CAP_PERFMON"):
+        p = privilege(euid=1000, caps=sum(v for n, v in caps.items() if n not in (missing, "CAP_SYS_ADMIN")),
+                      tracefs_readable=True)
         assert not p.ok and missing in p.detail and "sudo" in p.fix, p
-    p = privilege(euid=1000, caps=0)
+    p = privilege(euid=1000, caps=caps["CAP_BPF"] | caps["CAP_PERFMON"], tracefs_readable=False)
+    assert not p.ok and "CAP_DAC_READ_SEARCH" in p.detail and "cap_dac_read_search" in p.fix
+    assert privilege(euid=1000, caps=caps["CAP_BPF"] | caps["CAP_PERFMON"] | caps["CAP_DAC_READ_SEARCH"],
+                     tracefs_readable=False).ok
+    p = privilege(euid=1000, caps=0, tracefs_readable=True)
     assert not p.ok and "setcap" in p.fix

@@ -11,7 +11,6 @@ import itertools
 import json
 import math
 import re
-import subprocess
 import time
 from pathlib import Path
 

@@ -55,8 +55,9 @@ class ExecSnoop(StandaloneProbe):
     def streams(self):
         record_pages = -(-self.exec_layout.dtype.itemsize * 64 // 4096)  # room for 64 execs at least
         pages = max(self.config.ring_pages, 1 << (record_pages - 1).bit_length())
+        # forks and exits are as frequent as execs, or more: their ring follows ring_pages too
         return [StreamSpec("exec_events", self.exec_layout.dtype, pages, c_type="struct exec_event"),
-                StreamSpec("exec_tasks", TASK_EVENT.dtype, 64, c_type="struct task_event")]
+                StreamSpec("exec_tasks", TASK_EVENT.dtype, max(64, self.config.ring_pages), c_type="struct task_event")]
 
     def raw_tracepoints(self):
         return [RawTracepoint("sched_process_fork", "exec_on_fork"),

@@ -6,7 +6,7 @@ import errno
 import numpy as np
 import pandas as pd
 
-from ...runtime.records import decode_str, decode_str_array
+from ...runtime.records import decode_str, decode_str_array, text_column
 
 __all__ = ["exec_table", "process_table", "join_exits", "EXEC_COLUMNS", "FLAGS", "TASK_EVENTS"]
 
@@ -34,7 +34,7 @@ def exec_table(r: np.ndarray, clock) -> pd.DataFrame:
         "ts": clock.to_wall(r["ts"]),
         "pid": r["pid"].astype(np.int64), "tid": r["tid"].astype(np.int64),
         "ppid": r["ppid"].astype(np.int64), "uid": r["uid"].astype(np.int64),
-        "comm": decode_str_array(r["comm"]), "filename": decode_str_array(r["filename"]),
+        "comm": text_column(decode_str_array(r["comm"])), "filename": text_column(decode_str_array(r["filename"])),
         "argv": pd.Series(argv, dtype=object), "argc": argc,
         "argv_truncated": (flags & (FLAGS['ARGV_TRUNC'] | FLAGS['ARG_TRUNC'])) != 0,
         "retval": retval,
@@ -51,13 +51,13 @@ def process_table(r: np.ndarray, clock) -> pd.DataFrame:
     r = np.sort(r, order="ts", kind="stable")
     forks, exits = r[r["type"] == TASK_EVENTS['FORK']], r[r["type"] == TASK_EVENTS['EXIT']]
     f = pd.DataFrame({"pid": forks["pid"].astype(np.int64), "ppid": forks["ppid"].astype(np.int64),
-                      "fork_ts": clock.to_wall(forks["ts"]), "parent_comm": decode_str_array(forks["comm"]),
+                      "fork_ts": clock.to_wall(forks["ts"]), "parent_comm": text_column(decode_str_array(forks["comm"])),
                       "_start_ns": forks["start_ns"].astype(np.int64)})
     status = exits["exit_code"].astype(np.int64)
     sig = status & 0x7F
     e = pd.DataFrame({
         "pid": exits["pid"].astype(np.int64), "exit_ppid": exits["ppid"].astype(np.int64),
-        "comm": decode_str_array(exits["comm"]), "uid": exits["uid"].astype(np.int64),
+        "comm": text_column(decode_str_array(exits["comm"])), "uid": exits["uid"].astype(np.int64),
         "exit_ts": clock.to_wall(exits["ts"]),
         "exit_code": pd.array(np.where(sig == 0, (status >> 8) & 0xFF, 0), dtype="Int64"),
         "exit_signal": pd.array(sig, dtype="Int64"),

@@ -27,6 +27,7 @@ Fields:
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, replace
 
 from ...errors import ProbeConfigError
@@ -137,12 +138,50 @@ CATALOGUE: list[CallSpec] = [
 ]
 
 
+EXPRESSION_NAMES = {f"arg{i}" for i in range(9)} | {"deref", "ret", "out"}
+_FUNCTIONS = {"gl_bytes": 5, "where": 3}
+_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Name, ast.Load, ast.Constant, ast.Call,
+          ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+
+
+def check_expression(field: str, expr) -> None:
+    """An add_call expression (``size``, ``handle``, ``direction``): integer arithmetic over arg0..arg8,
+    deref, ret and out, with gl_bytes(w, h, d, format, type) and where(cond, a, b); ProbeConfigError else."""
+    if expr is None:
+        return
+    if not isinstance(expr, str):
+        raise ProbeConfigError(f"{field} must be an expression string such as 'arg2', got {expr!r}")
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as exc:
+        raise ProbeConfigError(f"{field}={expr!r} is not an expression: {exc.msg}") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _NODES) or (isinstance(node, ast.Constant) and not isinstance(node.value, int)):
+            raise ProbeConfigError(f"{field}={expr!r}: {type(node).__name__} is not allowed (integers, + - * // "
+                                   "% & | << >> and comparisons only)")
+        if isinstance(node, ast.Name) and node.id not in EXPRESSION_NAMES | set(_FUNCTIONS):
+            raise ProbeConfigError(f"{field}={expr!r}: unknown name {node.id!r}; use arg0..arg8 (the integer "
+                                   "arguments in order), deref, ret, out, gl_bytes(...) or where(...)")
+        if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS
+                                           or len(node.args) != _FUNCTIONS[node.func.id] or node.keywords):
+            raise ProbeConfigError(f"{field}={expr!r}: only gl_bytes(w, h, d, format, type) and where(cond, a, b) "
+                                   "can be called")
+
+
 def add_call(api: str, name: str, *, library: str, category: str, size: str | None = None, **kw) -> CallSpec:
     """Teach GpuTrace a new call (kept for this process; see the module doc for fields)."""
+    if not isinstance(api, str) or not api or not isinstance(name, str) or not name:
+        raise ProbeConfigError("api and name must be non-empty strings, e.g. add_call('mylib', 'my_upload', ...)")
     if category not in CATEGORIES:
         raise ProbeConfigError(f"category must be one of {', '.join(CATEGORIES)}")
     if any(c.api == api and c.name == name for c in CATALOGUE):
         raise ProbeConfigError(f"{api} {name} is already in the catalogue")
+    check_expression("size", size)
+    for field in ("handle", "direction"):
+        check_expression(field, kw.get(field))
+    for field in ("out_arg",):
+        if kw.get(field) is not None and (isinstance(kw[field], bool) or kw[field] not in range(6)):
+            raise ProbeConfigError(f"{field} must be an argument index 0-5, got {kw[field]!r}")
     spec = CallSpec(api, name, category, (library,), "symbol", size, **kw)
     CATALOGUE.append(spec)
     return spec

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...runtime.records import text_column
+
 __all__ = ["calls_table", "GPU_COLUMNS", "gl_bytes", "MEMCPY_KIND"]
 
 GPU_COLUMNS = ["ts", "pid", "tid", "comm", "api", "call", "category", "bytes", "direction", "handle",
@@ -45,7 +47,7 @@ def calls_table(r: np.ndarray, points, clock, comm) -> pd.DataFrame:
     is_ret = r["kind"] == 1
     e, ecomm, ret = r[~is_ret], comm[~is_ret], r[is_ret]
     df = pd.DataFrame({"_ts": e["ts"].astype(np.int64), "pid": e["pid"].astype(np.int64),
-                       "tid": e["tid"].astype(np.int64), "comm": ecomm, "_point": e["point"].astype(np.int64),
+                       "tid": e["tid"].astype(np.int64), "comm": text_column(ecomm), "_point": e["point"].astype(np.int64),
                        "caller": e["caller"].astype(np.int64)})
     args = e["args"].astype(np.int64)
     # pair the k-th return of (tid, point) with its k-th entry
@@ -80,12 +82,13 @@ def calls_table(r: np.ndarray, points, clock, comm) -> pd.DataFrame:
     rax = df["_rax"].fillna(0).to_numpy(np.int64)
     out = pd.DataFrame({
         "ts": clock.to_wall(df["_ts"].to_numpy()),
-        "pid": df["pid"], "tid": df["tid"], "comm": df["comm"], "api": api, "call": call, "category": cat,
+        "pid": df["pid"], "tid": df["tid"], "comm": text_column(df["comm"]), "api": text_column(api),
+        "call": text_column(call), "category": text_column(cat),
         "bytes": pd.array(np.where(size >= 0, size, 0), dtype="Int64"),
         "handle": pd.array(handle, dtype="Int64"),
         "duration_ns": pd.array((df["_rts"] - df["_ts"]).to_numpy(), dtype="Int64"),
         "retval": pd.array(rax.astype(np.int32).astype(np.int64), dtype="Int64"),
-        "caller": df["caller"], "library": lib, "mechanism": mech,
+        "caller": df["caller"], "library": text_column(lib), "mechanism": text_column(mech),
     })
     out.loc[size < 0, "bytes"] = pd.NA
     out.loc[handle < 0, "handle"] = pd.NA

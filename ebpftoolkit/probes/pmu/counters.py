@@ -21,7 +21,7 @@ from ...runtime.kernel import kernel_at_least
 from ...runtime.layout import Layout, c_defines
 from ...runtime.perf import possible_cpus, require_supported, resolve_events
 from ...runtime.program import RawTracepoint
-from ...runtime.records import decode_str_array
+from ...runtime.records import decode_str_array, text_column
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
 from ..standalone import StandaloneProbe
@@ -144,7 +144,7 @@ class PmuCounters(StandaloneProbe):
             "cpu": per_charge(r["cpu"].astype(np.int64)),
             "pid": per_charge(r["pid"].astype(np.int64)),
             "tid": per_charge(r["tid"].astype(np.int64)),
-            "comm": per_charge(decode_str_array(r["comm"])),
+            "comm": text_column(per_charge(decode_str_array(r["comm"]))),
             "event": pd.Categorical.from_codes(np.tile(np.arange(k), n), self.event_names),
             "value": value.astype(np.int64), "raw_value": raw,
             "enabled_ns": enabled, "running_ns": running, "scaled": scaled,

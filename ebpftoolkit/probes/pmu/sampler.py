@@ -25,7 +25,7 @@ from ...runtime.demangle import demangle_many
 from ...runtime.layout import Layout
 from ...runtime.perf import CLOCK_EVENTS, require_supported, resolve_event
 from ...runtime.program import RawTracepoint
-from ...runtime.records import decode_str_array
+from ...runtime.records import decode_str_array, text_column
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
 from ...runtime.symbols import SYM_STATUS, ProcessMaps
@@ -186,7 +186,7 @@ class PmuSampler(StandaloneProbe):
         df = pd.DataFrame({
             "ts": clock.to_wall(r["ts"]),
             "cpu": r["cpu"].astype(np.int64), "pid": pids, "tid": r["tid"].astype(np.int64),
-            "comm": decode_str_array(r["comm"]),
+            "comm": text_column(decode_str_array(r["comm"])),
             "event": pd.Categorical.from_codes(np.zeros(n, np.int64), [self.event.name]),
             "ip": ips.astype(np.int64),
             "symbol": pd.Series(_objects([x[1] for x in res])[at_ip], dtype=object),
