@@ -139,6 +139,17 @@ def check_writable(path) -> Path:
     return path
 
 
+def _categories(df: pd.DataFrame, cats: dict, f: Path) -> pd.DataFrame:
+    """Categorical columns get their saved categories back (Parquet keeps none for an empty column)."""
+    for col, values in cats.items():
+        if col in df and isinstance(values, list):
+            try:
+                df[col] = pd.Categorical(df[col].astype(object), categories=values)
+            except (TypeError, ValueError) as exc:
+                raise SessionLoadError(f"{f}: column {col!r} does not fit its categories ({exc})") from None
+    return df
+
+
 def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict, raw: dict | None = None) -> Path:
     """Write ``tables``, the JSON document ``meta`` (to which the format and codecs are added) and
     ``raw`` record arrays (``raw/<stream>.npy``, when a probe's records could not be decoded) to
@@ -150,15 +161,17 @@ def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict, raw: dict | N
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        codecs = {}
+        codecs, categories = {}, {}
         for name, df in tables.items():
             enc, codecs[name] = _encode(df)
+            categories[name] = {c: list(df[c].cat.categories) for c in df.columns
+                                if isinstance(df[c].dtype, pd.CategoricalDtype)}
             enc.to_parquet(tmp / f"{name}.parquet", index=False)
         if raw:
             (tmp / "raw").mkdir()
             for name, arr in raw.items():
                 np.save(tmp / "raw" / f"{name}.npy", arr, allow_pickle=False)
-        doc = dict(meta, format_version=FORMAT_VERSION, codecs=codecs, raw=sorted(raw or ()))
+        doc = dict(meta, format_version=FORMAT_VERSION, codecs=codecs, categories=categories, raw=sorted(raw or ()))
         (tmp / "metadata.json").write_text(json.dumps(doc, indent=2, default=_json_default))
         _replace(tmp, path)
     except OSError as exc:
@@ -219,6 +232,9 @@ def load_tables(path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
         raise SessionLoadError(f"{meta_file}: 'tables' must be a list of table names")
     if not isinstance(codecs, dict) or not all(isinstance(v, dict) for v in codecs.values()):
         raise SessionLoadError(f"{meta_file}: 'codecs' must be an object of objects")
+    cats = doc.get("categories") or {}
+    if not isinstance(cats, dict) or not all(isinstance(v, dict) for v in cats.values()):
+        raise SessionLoadError(f"{meta_file}: 'categories' must be an object of objects")
     tables = {}
     for name in names + ["_loss_windows"]:
         f = path / f"{name}.parquet"
@@ -228,7 +244,7 @@ def load_tables(path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
             df = pd.read_parquet(f)
         except Exception as exc:        # pyarrow raises ArrowInvalid, OSError... on damaged files
             raise SessionLoadError(f"{f} is damaged ({type(exc).__name__}: {exc}); record the session again") from None
-        tables[name] = _decode(df, codecs.get(name, {}), version)
+        tables[name] = _categories(_decode(df, codecs.get(name, {}), version), cats.get(name) or {}, f)
     raw, raw_names = {}, doc.get("raw") or []
     if not isinstance(raw_names, list) or not all(isinstance(n, str) for n in raw_names):
         raise SessionLoadError(f"{meta_file}: 'raw' must be a list of stream names")

@@ -1,6 +1,7 @@
 """Pure functions on GpuTrace's table (``Session.tables["gpu"]``)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["frames", "data_movement", "bandwidth", "memory_timeline", "leaks", "latency"]
@@ -65,31 +66,53 @@ def _alloc_free(gpu: pd.DataFrame):
 
 
 def memory_timeline(gpu: pd.DataFrame) -> pd.DataFrame:
-    """Outstanding allocated bytes over time, per pid and API (a row at every alloc/free)."""
+    """Outstanding allocated bytes over time, per pid and API (a row at every alloc/free whose size is known)."""
     alloc, free = _alloc_free(gpu)
-    sizes = alloc.set_index(["pid", "api", "handle"])["bytes"].astype("float64")
-    ev = pd.concat([alloc.assign(delta=alloc["bytes"].astype("float64")),
-                    free.assign(delta=-free.set_index(["pid", "api", "handle"]).index.map(sizes.to_dict()))])
-    ev = ev.dropna(subset=["delta"]).sort_values("ts")
-    ev["outstanding"] = ev.groupby(["pid", "api"])["delta"].cumsum()
+    size = alloc["bytes"].astype("float64")
+    sizes = dict(zip(zip(alloc["pid"], alloc["api"], alloc["handle"]), size))
+    freed = pd.Series([sizes.get(k, float("nan")) for k in zip(free["pid"], free["api"], free["handle"])],
+                      index=free.index, dtype="float64")
+    ev = pd.concat([alloc.assign(delta=size), free.assign(delta=-freed)])
+    ev = ev.dropna(subset=["delta"]).sort_values("ts", kind="stable")
+    ev["outstanding"] = ev.groupby(["pid", "api"])["delta"].cumsum().astype("float64")
     return ev[["ts", "pid", "api", "call", "handle", "delta", "outstanding"]].reset_index(drop=True)
 
 
 def leaks(gpu: pd.DataFrame, end=None) -> pd.DataFrame:
-    """Allocations never freed by the end of the recording: size, age at the end, where from."""
+    """Allocations never freed by the end of the recording: size, age at the end, where from.
+
+    Frees are matched to allocations of the same (pid, API, handle) in time order, so a handle
+    that is freed and handed out again is a new allocation."""
     alloc, free = _alloc_free(gpu)
-    freed = set(zip(free["pid"], free["api"], free["handle"]))
-    keep = [k not in freed for k in zip(alloc["pid"], alloc["api"], alloc["handle"])]
+    ev = pd.concat([pd.DataFrame({"ts": alloc["ts"], "row": range(len(alloc)), "free": False}),
+                    pd.DataFrame({"ts": free["ts"], "row": range(len(free)), "free": True})])
+    keys = list(zip(alloc["pid"], alloc["api"], alloc["handle"])), list(zip(free["pid"], free["api"], free["handle"]))
+    live: dict = {}
+    ordered = ev.sort_values(["ts", "free"], kind="stable")      # at one instant: the allocation first
+    for row, is_free in zip(ordered["row"], ordered["free"]):
+        key = keys[is_free][row]
+        if not is_free:
+            live.setdefault(key, []).append(row)
+        elif live.get(key):
+            live[key].pop()
+    keep = np.zeros(len(alloc), bool)
+    keep[[r for rows in live.values() for r in rows]] = True
     out = alloc[keep]
     end = gpu["ts"].max() if end is None else end
     return out.assign(age=end - out["ts"])[["ts", "pid", "api", "call", "handle", "bytes", "age", "caller"]]
 
 
 def latency(gpu: pd.DataFrame, percentiles=(0.5, 0.9, 0.99)) -> pd.DataFrame:
-    """Per call: count, total bytes, and duration percentiles (ns) where return probes were on."""
-    g = gpu.groupby(["api", "call"])
-    out = g.agg(count=("call", "size"), bytes=("bytes", "sum"))
-    d = gpu[gpu["duration_ns"].notna()].assign(d=lambda x: x["duration_ns"].astype("float64"))
-    q = d.groupby(["api", "call"])["d"].quantile(list(percentiles)).unstack()
-    q.columns = [f"p{int(p * 100)}_ns" for p in percentiles]
-    return out.join(q).reset_index()
+    """Per call: count, total bytes, and duration percentiles (ns) where return probes were on
+    (NaN for calls recorded without durations)."""
+    names = [f"p{int(p * 100)}_ns" for p in percentiles]
+    out = gpu.groupby(["api", "call"]).agg(count=("call", "size"), bytes=("bytes", "sum"))
+    d = gpu[gpu["duration_ns"].notna()]
+    if len(d):
+        q = d.assign(d=d["duration_ns"].astype("float64")).groupby(["api", "call"])["d"].quantile(list(percentiles))
+        q = q.unstack()
+        q.columns = names
+        out = out.join(q)
+    else:
+        out = out.assign(**{n: float("nan") for n in names})
+    return out.reset_index()

@@ -9,6 +9,8 @@ slice), giving a metric over time.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
@@ -152,17 +154,21 @@ def top_functions(samples: pd.DataFrame, n: int | None = 20, inclusive: bool = F
         raise ProbeConfigError(f"the table lacks columns {missing}: pass PmuSampler's table "
                                "(session.tables['pmu_samples'])" + (", recorded with stacks=True" if inclusive else ""))
     total = len(samples)
+
+    def name(v) -> str:
+        return UNKNOWN if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+    # counted in Python, kept as object columns: symbols and file names may hold non-UTF-8 bytes
+    # (surrogates), which pandas' string dtype (where groupby would put them) rejects
     if inclusive:
-        frames = pd.Series([f for st in samples["stack"] for f in dict.fromkeys(st)], dtype=object)
-        counts = frames.value_counts(sort=False).rename_axis("symbol").reset_index(name="samples")
-        counts.insert(1, "module", "")
+        found = Counter(f for st in samples["stack"] for f in dict.fromkeys(st))
+        keys = [(f, "") for f in found]
     else:
-        keys = pd.DataFrame({"symbol": samples["symbol"].fillna(UNKNOWN).astype(str),
-                             "module": samples["module"].fillna(UNKNOWN).astype(str)})
-        counts = keys.groupby(["symbol", "module"], sort=False).size().reset_index(name="samples")
-    counts["samples"] = counts["samples"].astype(np.int64)
+        found = Counter(zip(map(name, samples["symbol"]), map(name, samples["module"])))
+        keys = list(found)
+    n_of = [found[k[0]] if inclusive else found[k] for k in keys]
+    keys = [k for _c, k in sorted(zip(n_of, keys), key=lambda ck: (-ck[0], ck[1][0]))][:n]   # most first
+    counts = pd.DataFrame({"symbol": pd.Series([k[0] for k in keys], dtype=object),
+                           "module": pd.Series([k[1] for k in keys], dtype=object),
+                           "samples": np.array([found[k[0]] if inclusive else found[k] for k in keys], np.int64)})
     counts["share"] = counts["samples"] / max(total, 1)
-    counts = counts.sort_values(["samples", "symbol"], ascending=[False, True], kind="stable")
-    if n is not None:
-        counts = counts.head(n)
     return counts.reset_index(drop=True)[["symbol", "module", "samples", "share"]]

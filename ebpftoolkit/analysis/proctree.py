@@ -40,16 +40,20 @@ def process_tree(execs: pd.DataFrame, processes: pd.DataFrame | None = None) -> 
     for r in df.sort_values("start").itertuples():
         children.setdefault(r.ppid, []).append(r.pid)
     pids = set(df["pid"])
-    roots = [p for p in df.sort_values("start")["pid"] if df.loc[df["pid"] == p, "ppid"].iloc[0] not in pids]
+    by_start = list(df.sort_values("start", kind="stable")["pid"])
+    parent = dict(zip(df["pid"], df["ppid"]))
+    roots = [p for p in by_start if parent[p] not in pids or parent[p] == p]
     order, depth = [], {}
-    stack = [(p, 0) for p in reversed(roots)]
-    while stack:
-        pid, d = stack.pop()
-        if pid in depth:
-            continue
-        depth[pid] = d
-        order.append(pid)
-        stack.extend((c, d + 1) for c in reversed(children.get(pid, [])))
+    # a loop of parents (pids reused while recording) has no root: its first-started member becomes one
+    for root in roots + by_start:
+        stack = [(root, 0)]
+        while stack:
+            pid, d = stack.pop()
+            if pid in depth:
+                continue
+            depth[pid] = d
+            order.append(pid)
+            stack.extend((c, d + 1) for c in reversed(children.get(pid, [])) if c != pid)
     out = df.set_index("pid").loc[order].reset_index()
     out.insert(2, "depth", [depth[p] for p in order])
     return out

@@ -198,20 +198,31 @@ def _syscalls(tables, max_rows) -> dict | None:
     return _table(cnt.sort_values("count", ascending=False), max_rows)
 
 
+def _guard(errors: dict, section: str, fn, *args, default=None):
+    """A section that cannot be drawn says why in that section; the rest of the report stands."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        errors[section] = f"{type(exc).__name__}: {exc}"
+        return default
+
+
 def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> dict:
     tables = rec.tables
+    errors: dict[str, str] = {}
     model = TraceModel.from_recording(rec)
     t0_ns, end_ns = model.t0_ns, model.end_ns
     t0 = pd.Timestamp(t0_ns)
     figs: dict[str, dict] = {}
     rows = {k: len(v) for k, v in tables.items()}
     data = TimelineData(rec, model=model)
-    tl = static_timeline(rec, data=data, width=11)
-    figs["timeline"] = _image(tl, "timeline")
+    tl = _guard(errors, "timeline", lambda: static_timeline(rec, data=data, width=11))
+    if tl is not None:
+        figs["timeline"] = _image(tl, "timeline")
     notes = [f"table {k!r} has {n:,} rows: figures are drawn from aggregates (time bins, busiest processes) and "
              f"tables show summaries and at most their first {max_rows} rows" for k, n in rows.items()
              if n > aggregate_above]
-    if tl.timeline_aggregated and not notes:
+    if tl is not None and tl.timeline_aggregated and not notes:
         notes.append("the timeline is aggregated: more calls than it can draw one by one (time bins per process)")
     lost = rec.lost
     lw = rec.loss_windows
@@ -221,7 +232,7 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> 
     summary = [("duration", f"{(end_ns - t0_ns) / 1e9:.3f} s"), ("processes", f"{len(data.pids):,}")]
     if ex is not None:
         summary += [("execs", f"{len(ex):,}"), ("failed execs", f"{int((ex['retval'] != 0).sum()):,}")]
-    ctx_gpu = _gpu(gpu, t0_ns, max_rows, figs, t0) if gpu is not None and len(gpu) else None
+    ctx_gpu = _guard(errors, "gpu", _gpu, gpu, t0_ns, max_rows, figs, t0) if gpu is not None and len(gpu) else None
     if ctx_gpu:
         moved = gpu["bytes"].where(gpu["direction"].notna()).fillna(0).sum()
         summary += [("GPU API calls", f"{len(gpu):,}"), ("frames", f"{ctx_gpu['frame_count']:,}"),
@@ -236,9 +247,16 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> 
             "generated": pd.Timestamp.now().isoformat(timespec="seconds"),
             "start": f"{t0:%Y-%m-%d %H:%M:%S.%f} UTC", "notes": notes, "summary": summary,
             "lost": sorted(lost.items()), "lost_total": sum(lost.values()), "loss_windows": _table(lw, max_rows),
-            "tables": sorted(rows.items()), "figs": figs, "processes": _processes(tables, t0_ns, max_rows, figs, t0),
-            "gpu": ctx_gpu, "pmu": _pmu(tables.get("pmu"), max_rows, figs, t0, cachegrind, pmu_bin),
-            "syscalls": _syscalls(tables, max_rows), **_environment(rec, t0_ns, end_ns, max_rows)}
+            "tables": sorted(rows.items()), "figs": figs, "errors": errors,
+            "processes": _guard(errors, "processes", _processes, tables, t0_ns, max_rows, figs, t0, default={}),
+            "gpu": ctx_gpu, "pmu": _guard(errors, "pmu", _pmu, tables.get("pmu"), max_rows, figs, t0, cachegrind,
+                                          pmu_bin, default={}),
+            "syscalls": _guard(errors, "syscalls", _syscalls, tables, max_rows),
+            **_guard(errors, "environment", _environment, rec, t0_ns, end_ns, max_rows, default=_NO_ENVIRONMENT)}
+
+
+_NO_ENVIRONMENT = {"attach_summary": None, "env": [], "probes": [], "gpu_points": None, "attachments": None,
+                   "commands": None}
 
 
 def render_html(rec: "Recording", path=None, *, title: str | None = None, cachegrind: pd.DataFrame | None = None,
