@@ -166,7 +166,7 @@ class RecordingMetadata:
                               _ts(r.get("end"))) for r in d.get("runs") or []])
         except SessionLoadError:
             raise
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
             raise SessionLoadError(f"metadata is malformed: {type(exc).__name__}: {exc}") from None
         if out.scope is not None and not isinstance(out.scope, (str, int)):
             raise SessionLoadError(f"'scope' must be 'self', 'command', a pid or null, got {out.scope!r}")

@@ -74,7 +74,7 @@ class Recording:
             raise SessionLoadError(f"{path / 'metadata.json'}: 'lost' must be an object of counts")
         try:
             lost = {str(k): int(v) for k, v in lost.items()}
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SessionLoadError(f"{path / 'metadata.json'}: 'lost' counts must be integers, got {lost}") from None
         losses = tables.pop("_loss_windows")
         missing = [c for c in LOSS_COLUMNS if c not in losses]

@@ -30,6 +30,10 @@ RAW_PREFIX = "__raw__"
 _ENC = ("utf-8", "surrogateescape")
 
 
+def _missing(v) -> bool:
+    return v is None or (np.ndim(v) == 0 and not isinstance(v, (str, bytes)) and pd.isna(v))
+
+
 def _is_text_list(v) -> bool:
     return isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(x, str) for x in v)
 
@@ -46,58 +50,130 @@ def _shown(s: str) -> str:
     return s.encode(*_ENC).decode("utf-8", "replace")
 
 
-def _encode(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    out, codecs = {}, {}
+def _companion(df: pd.DataFrame, col: str) -> str:
+    """A name for ``col``'s raw-bytes column that no column of ``df`` has."""
+    name = RAW_PREFIX + str(col)
+    while name in df.columns:
+        name += "_"
+    return name
+
+
+def _text_kind(s: pd.Series) -> str | None:
+    """How a column of text is kept: "str" (object), "list[str]", "string" / "str-dtype" (pandas'
+    string dtype with pd.NA / NaN for missing); None when it is not text."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return "string" if s.dtype.na_value is pd.NA else "str-dtype"
+    if s.dtype != object:
+        return None
+    vals = [v for v in s if not _missing(v)]
+    if vals and all(_is_text_list(v) for v in vals):
+        return "list[str]"
+    if all(isinstance(v, str) for v in vals):
+        return "str"
+    return None
+
+
+def _encode(df: pd.DataFrame) -> tuple[pd.DataFrame, dict, dict]:
+    """(the table as Parquet can hold it, codecs of its text columns, categories of its categoricals)."""
+    out, codecs, cats = {}, {}, {}
     for col in df.columns:
         s = df[col]
-        if s.dtype != object and not pd.api.types.is_string_dtype(s.dtype):
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            c = s.cat.categories
+            texts = [str(v) for v in c if isinstance(v, str)]
+            as_codes = not all(_valid(v) for v in texts)        # pyarrow cannot hold them: keep the codes
+            cats[col] = {"values": [str(v) for v in c], "ordered": bool(s.cat.ordered), "dtype": str(c.dtype),
+                         "codes": as_codes}
+            out[col] = s.cat.codes.astype(np.int32) if as_codes else s
+            continue
+        kind = _text_kind(s)
+        if kind is None:
             out[col] = s
             continue
-        vals = s.dropna()
-        if len(vals) and all(_is_text_list(v) for v in vals):
-            bad = [v is not None and not all(_valid(x) for x in v) for v in s]
-            out[col] = pd.Series([None if v is None else [_shown(x) for x in v] for v in s], index=s.index,
+        if kind == "list[str]":
+            py = [None if _missing(v) else list(v) for v in s]
+            bad = [v is not None and not all(_valid(x) for x in v) for v in py]
+            out[col] = pd.Series([None if v is None else [_shown(x) for x in v] for v in py], index=s.index,
                                  dtype=object)
-            codecs[col] = "list[str]"
-            if any(bad):
-                out[RAW_PREFIX + col] = pd.Series([[x.encode(*_ENC) for x in v] if b else None for v, b in zip(s, bad)],
-                                                  index=s.index, dtype=object)
-        elif len(vals) == 0 or all(isinstance(v, str) for v in vals):
-            py = [v if isinstance(v, str) else None for v in s]
+            raw = [[x.encode(*_ENC) for x in v] if b else None for v, b in zip(py, bad)]
+        else:
+            py = [None if _missing(v) else str(v) for v in s]
             bad = [v is not None and not _valid(v) for v in py]
             out[col] = pd.Series([None if v is None else _shown(v) for v in py], index=s.index, dtype=object)
-            codecs[col] = "str" if s.dtype == object else "string"     # string: pandas' string dtype, kept
-            if any(bad):
-                out[RAW_PREFIX + col] = pd.Series([v.encode(*_ENC) if b else None for v, b in zip(py, bad)],
-                                                  index=s.index, dtype=object)
-        else:
-            out[col] = s
-    return pd.DataFrame(out, index=df.index), codecs
+            raw = [v.encode(*_ENC) if b else None for v, b in zip(py, bad)]
+        codecs[col] = {"kind": kind, "raw": None}
+        if any(bad):
+            codecs[col]["raw"] = name = _companion(df, col)
+            out[name] = pd.Series(raw, index=s.index, dtype=object)
+    return pd.DataFrame(out, index=df.index), codecs, cats
 
 
-def _decode(df: pd.DataFrame, codecs: dict[str, str], version: int) -> pd.DataFrame:
+def _codec(col, codec, f: Path) -> dict:
+    if isinstance(codec, str):                   # format 1: "str" / "list[str]", the whole column in bytes
+        return {"kind": codec, "raw": None}
+    if not isinstance(codec, dict) or codec.get("kind") not in ("str", "list[str]", "string", "str-dtype"):
+        raise SessionLoadError(f"{f}: the codec of column {col!r} is not one this ebpftoolkit knows: {codec!r}")
+    return codec
+
+
+def _decode(df: pd.DataFrame, codecs: dict, version: int, f: Path) -> pd.DataFrame:
     for col, codec in codecs.items():
+        codec = _codec(col, codec, f)
         if col not in df:
-            raise SessionLoadError(f"column {col!r} is listed in the metadata but missing from the table")
-        raw = df.pop(RAW_PREFIX + col) if RAW_PREFIX + col in df else None
+            raise SessionLoadError(f"{f}: column {col!r} is listed in the metadata but missing from the table")
+        raw = df.pop(codec["raw"]) if codec.get("raw") in df else None
+        text = df[col]
         if version == 1:        # everything was stored as bytes
             raw, text = df[col], None
-        else:
-            text = df[col]
-        vals = []
-        for i in range(len(df)):
-            r = raw.iat[i] if raw is not None else None
-            if r is not None and not (np.ndim(r) == 0 and pd.isna(r)):
-                vals.append([bytes(x).decode(*_ENC) for x in r] if codec == "list[str]" else bytes(r).decode(*_ENC))
-            else:
+        listed = codec["kind"] == "list[str]"
+        try:
+            vals = []
+            for i in range(len(df)):
+                r = raw.iat[i] if raw is not None else None
+                if r is not None and not _missing(r):
+                    vals.append([bytes(x).decode(*_ENC) for x in r] if listed else bytes(r).decode(*_ENC))
+                    continue
                 t = text.iat[i] if text is not None else None
-                if t is None or (np.ndim(t) == 0 and pd.isna(t)):
+                if _missing(t):
                     vals.append(None)
+                elif listed:
+                    if isinstance(t, (str, bytes)):
+                        raise TypeError(f"a list was expected, got {type(t).__name__}")
+                    vals.append([str(x) for x in t])
                 else:
-                    vals.append([str(x) for x in t] if codec == "list[str]" else str(t))
+                    if not isinstance(t, str):
+                        raise TypeError(f"text was expected, got {type(t).__name__}")
+                    vals.append(t)
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise SessionLoadError(f"{f}: column {col!r} does not hold what its codec says "
+                                   f"({codec['kind']}): {exc}") from None
         df[col] = pd.Series(vals, index=df.index, dtype=object)
-        if codec == "string":
-            df[col] = df[col].astype("str")
+        if codec["kind"] in ("string", "str-dtype"):
+            df[col] = df[col].astype("string" if codec["kind"] == "string" else "str")
+    return df
+
+
+def _categories(df: pd.DataFrame, cats: dict, f: Path) -> pd.DataFrame:
+    """Categorical columns get their saved categories back (Parquet keeps none for an empty column)."""
+    for col, spec in cats.items():
+        if col not in df:
+            raise SessionLoadError(f"{f}: categorical column {col!r} is missing")
+        if not isinstance(spec, dict) or not isinstance(spec.get("values"), list):
+            raise SessionLoadError(f"{f}: the categories of column {col!r} are malformed: {spec!r}")
+        try:
+            values, dtype = pd.Index(spec["values"], dtype=object), str(spec.get("dtype", "object"))
+            if dtype != "object" and not (spec.get("codes") and dtype in ("str", "string")):
+                values = values.astype(dtype)       # numbers, timestamps... (text with surrogates stays object)
+            if spec.get("codes"):
+                codes = df[col].to_numpy()
+                if not np.issubdtype(codes.dtype, np.integer) or (codes >= len(values)).any() or (codes < -1).any():
+                    raise ValueError("codes out of range")
+                df[col] = pd.Categorical.from_codes(codes, values, ordered=bool(spec.get("ordered")))
+            else:
+                df[col] = pd.Categorical(df[col].astype(object) if values.dtype == object else df[col],
+                                         categories=values, ordered=bool(spec.get("ordered")))
+        except (TypeError, ValueError) as exc:
+            raise SessionLoadError(f"{f}: column {col!r} does not fit its categories ({exc})") from None
     return df
 
 
@@ -139,17 +215,6 @@ def check_writable(path) -> Path:
     return path
 
 
-def _categories(df: pd.DataFrame, cats: dict, f: Path) -> pd.DataFrame:
-    """Categorical columns get their saved categories back (Parquet keeps none for an empty column)."""
-    for col, values in cats.items():
-        if col in df and isinstance(values, list):
-            try:
-                df[col] = pd.Categorical(df[col].astype(object), categories=values)
-            except (TypeError, ValueError) as exc:
-                raise SessionLoadError(f"{f}: column {col!r} does not fit its categories ({exc})") from None
-    return df
-
-
 def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict, raw: dict | None = None) -> Path:
     """Write ``tables``, the JSON document ``meta`` (to which the format and codecs are added) and
     ``raw`` record arrays (``raw/<stream>.npy``, when a probe's records could not be decoded) to
@@ -163,9 +228,7 @@ def save_tables(path, tables: dict[str, pd.DataFrame], meta: dict, raw: dict | N
         tmp.mkdir()
         codecs, categories = {}, {}
         for name, df in tables.items():
-            enc, codecs[name] = _encode(df)
-            categories[name] = {c: list(df[c].cat.categories) for c in df.columns
-                                if isinstance(df[c].dtype, pd.CategoricalDtype)}
+            enc, codecs[name], categories[name] = _encode(df)
             enc.to_parquet(tmp / f"{name}.parquet", index=False)
         if raw:
             (tmp / "raw").mkdir()
@@ -244,7 +307,7 @@ def load_tables(path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
             df = pd.read_parquet(f)
         except Exception as exc:        # pyarrow raises ArrowInvalid, OSError... on damaged files
             raise SessionLoadError(f"{f} is damaged ({type(exc).__name__}: {exc}); record the session again") from None
-        tables[name] = _categories(_decode(df, codecs.get(name, {}), version), cats.get(name) or {}, f)
+        tables[name] = _categories(_decode(df, codecs.get(name, {}), version, f), cats.get(name) or {}, f)
     raw, raw_names = {}, doc.get("raw") or []
     if not isinstance(raw_names, list) or not all(isinstance(n, str) for n in raw_names):
         raise SessionLoadError(f"{meta_file}: 'raw' must be a list of stream names")

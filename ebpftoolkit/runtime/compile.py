@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 
@@ -58,6 +59,8 @@ def classify_compile_error(log: str, exc: Exception) -> Exception:
         return KernelHeadersError(
             f"BCC could not find kernel headers for this kernel ({os.uname().release}). "
             "Run `ebpftoolkit doctor` for the exact fix; here:\n" + kernel_headers_fix() + "\n" + log[-2000:])
+    if re.search(r":\d+:\d+: error: ", log):              # clang's diagnostics (the source lines are echoed)
+        return ProbeCompileError(f"the BPF program did not compile or load (clang: fix the C): {exc}\n{log[-4000:]}")
     if "processed " in low and " insns" in low:           # the verifier's log: it rejected the program
         return ProbeCompileError(f"the kernel's BPF verifier rejected the program: {exc}\n{log[-4000:]}")
     if "permission" in low or "operation not permitted" in low:

@@ -69,61 +69,52 @@ class RingBufferReader:
 
     # -- reading ---------------------------------------------------------
     def drain(self, max_records: int | None = None) -> np.ndarray:
+        """The committed records (at most ``max_records``), in order; stops at one still being written."""
         with self._lock:
             if self._cons_map.closed:
                 return np.empty(0, self.dtype)
-            parts = []
-            while True:
-                part, more = self._drain_once(max_records)
-                if part is not None and len(part):
-                    parts.append(part)
-                if not more:
+            parts, left = [], np.inf if max_records is None else max(int(max_records), 0)
+            while left > 0:
+                got = self._drain_once(int(min(left, 1 << 62)))
+                if got is None:
                     break
+                taken, recs = got
+                left -= taken
+                if len(recs):
+                    parts.append(recs)
             if not parts:
                 return np.empty(0, self.dtype)
             return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _drain_once(self, max_records):
+    def _drain_once(self, limit: int):
+        """One run of records from the consumer position: (records consumed of our length, the ones kept),
+        or None when nothing committed is pending.  A record of another length is skipped and
+        counted (``malformed``); a record still being written ends the run."""
         cons, prod = self._consumer(), self._producer()
-        avail = prod - cons
-        if avail <= 0:
-            return None, False
+        if prod - cons < _HDR:
+            return None
         start = cons & (self.size - 1)
-        n = avail // self.stride
-        if max_records is not None:
-            n = min(n, max_records)
-        if n == 0:
-            # Less than one of our records is pending: a malformed (short) record.
-            return self._skip_odd(cons, start), True
-        headers = np.ndarray((n,), dtype="<u4", buffer=self._data, offset=start, strides=(self.stride,))
-        good_len = (headers & (_LEN_MASK | _BUSY)) == self.dtype.itemsize
-        if good_len.all():
-            take = n
-        else:
-            take = int(np.argmin(good_len))
-        if take:
-            recs = np.ndarray((take,), dtype=self.dtype, buffer=self._data, offset=start + _HDR,
-                              strides=(self.stride,)).copy()
-            discard = (headers[:take] & _DISCARD) != 0
-            if discard.any():
-                self.discarded += int(discard.sum())
-                recs = recs[~discard]
-            self._set_consumer(cons + take * self.stride)
-            return recs, take < n
-        # The first record is either still busy or of another length.
-        first = int(headers[0])
-        if first & _BUSY:
-            return None, False
-        return self._skip_odd(cons, start), True
-
-    def _skip_odd(self, cons: int, start: int):
         first = int(np.ndarray((1,), "<u4", self._data, start)[0])
         if first & _BUSY:
             return None
-        length = first & _LEN_MASK
-        self.malformed += 1
-        self._set_consumer(cons + ((_HDR + length + 7) & ~7))
-        return None
+        if first & _LEN_MASK != self.dtype.itemsize:
+            self.malformed += 1
+            self._set_consumer(cons + ((_HDR + (first & _LEN_MASK) + 7) & ~7))
+            return 0, np.empty(0, self.dtype)
+        n = min((prod - cons) // self.stride, limit)
+        if n == 0:           # our length, but the producer has not moved past it: not committed whole yet
+            return None
+        headers = np.ndarray((n,), dtype="<u4", buffer=self._data, offset=start, strides=(self.stride,))
+        good = (headers & (_LEN_MASK | _BUSY)) == self.dtype.itemsize
+        take = n if good.all() else int(np.argmin(good))
+        recs = np.ndarray((take,), dtype=self.dtype, buffer=self._data, offset=start + _HDR,
+                          strides=(self.stride,)).copy()
+        discard = (headers[:take] & _DISCARD) != 0
+        if discard.any():
+            self.discarded += int(discard.sum())
+            recs = recs[~discard]
+        self._set_consumer(cons + take * self.stride)
+        return take, recs
 
     def _set_consumer(self, pos: int) -> None:
         _U64.pack_into(self._cons_map, 0, pos)

@@ -38,7 +38,9 @@ class StreamSpec:
         """What one ring-buffer record holds: a record, or a batch of them."""
         if not self.kernel_batch:
             return self.dtype
-        return np.dtype([("n", "<u4"), ("_pad", "<u4"), ("recs", self.dtype, (self.kernel_batch,))])
+        body = self.dtype.itemsize * self.kernel_batch      # struct NAME_batch_t: u32 n, u32 _pad, char recs[]
+        return np.dtype({"names": ["n", "_pad", "recs"], "formats": ["<u4", "<u4", (self.dtype, (self.kernel_batch,))],
+                         "offsets": [0, 4, 8], "itemsize": 8 + (body + 3) // 4 * 4})   # padded to its u32 alignment
 
 
 BATCH_WAKEUP = 8192  # power of two

@@ -97,9 +97,6 @@ def test_long_clang_log_keeps_its_end():
     assert len(msg) < len(log)                                   # bounded, not the whole log
 
 
-@pytest.mark.xfail(strict=True, reason="classify_compile_error looks for 'permission' anywhere in the log: clang "
-                   "echoes the offending source line, so a syntax error on a line that mentions 'permission' "
-                   "is reported as NotRootError ('run with sudo')")
 def test_syntax_error_near_the_word_permission_is_still_a_compile_error():
     log = clang_log("int f(void) { int permission_bits = ; return 1; }\n")
     assert "error: expected expression" in log

@@ -179,17 +179,12 @@ def test_categorical_with_unused_categories_keeps_them(tmp_path):
     assert_frame_equal(got, df)
 
 
-@pytest.mark.xfail(strict=True, reason="storage._categories (restoring saved categories on load) rebuilds every "
-                   "categorical with pd.Categorical(..., categories=...): an ordered categorical comes back "
-                   "unordered")
 def test_ordered_categorical_stays_ordered(tmp_path):
     df = pd.DataFrame({"level": pd.Categorical(["low", "high"], categories=["low", "mid", "high"], ordered=True)})
     got = Recording.load(Recording({"t": df}).save(tmp_path / "r")).tables["t"]
     assert_frame_equal(got, df)
 
 
-@pytest.mark.xfail(strict=True, reason="storage saves categories through JSON (_json_default: str()), so "
-                   "categories that are not text or numbers (timestamps) come back as strings")
 def test_categorical_of_timestamps_round_trip(tmp_path):
     df = pd.DataFrame({"day": pd.Categorical(pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-01"]))})
     got = Recording.load(Recording({"t": df}).save(tmp_path / "r")).tables["t"]
@@ -211,17 +206,12 @@ def test_text_that_only_looks_like_bytes_stays_text(tmp_path):
     assert os.fsencode(got[-1]) == b"\xef\xbf\xbd\xff"
 
 
-@pytest.mark.xfail(strict=True, reason="a list-of-text column whose missing values are NaN (as pandas makes them, "
-                   "e.g. after a merge or reindex) cannot be saved: storage._encode iterates over the float NaN "
-                   "(TypeError: 'float' object is not iterable)")
 def test_list_column_with_nan_for_missing_saves(tmp_path):
     df = pd.DataFrame({"argv": pd.Series([["a", "b"], np.nan], dtype=object)})
     got = Recording.load(Recording({"exec": df}).save(tmp_path / "r")).tables["exec"]
     assert got["argv"][0] == ["a", "b"] and got["argv"][1] is None
 
 
-@pytest.mark.xfail(strict=True, reason="a categorical column whose categories hold text that is not UTF-8 (e.g. "
-                   "comm.astype('category')) is handed to pyarrow as is: saving raises UnicodeEncodeError")
 def test_categorical_with_non_utf8_text_saves(tmp_path):
     bad = kernel_text(b"\xffcomm")
     cat = pd.Categorical(pd.Index([bad, "ok", bad], dtype=object))
@@ -233,8 +223,6 @@ def test_categorical_with_non_utf8_text_saves(tmp_path):
     assert [os.fsencode(v) for v in got["comm"]] == [b"\xffcomm", b"ok", b"\xffcomm"]
 
 
-@pytest.mark.xfail(strict=True, reason="storage stores pandas' nullable 'string' dtype with codec 'string' but "
-                   "restores it with astype('str'): it comes back as the 'str' dtype (NaN for missing, not pd.NA)")
 def test_nullable_string_dtype_is_kept(tmp_path):
     df = pd.DataFrame({"api": pd.Series(["gl", None, "cl"], dtype="string")})
     got = Recording.load(Recording({"gpu": df}).save(tmp_path / "r")).tables["gpu"]
@@ -242,8 +230,6 @@ def test_nullable_string_dtype_is_kept(tmp_path):
     assert_frame_equal(got, df)
 
 
-@pytest.mark.xfail(strict=True, reason="a table column named '__raw__<col>' (next to a text column <col>) is "
-                   "taken on load for the companion column: it disappears and its values replace <col>'s")
 def test_column_named_like_a_companion_is_kept(tmp_path):
     df = pd.DataFrame({"comm": pd.Series(["a"], dtype=object), RAW_PREFIX + "comm": pd.Series([b"zz"], dtype=object)})
     got = Recording.load(Recording({"t": df}).save(tmp_path / "r")).tables["t"]
@@ -592,17 +578,12 @@ def test_loss_windows_without_their_columns_is_a_load_error(saved):
 # Known ways to get another exception out of Recording.load: each has its xfail test here, and the
 # random-JSON properties below keep clear of them (finite numbers within 64 bits, codecs that do
 # not name the real columns) so that they look for new ones.
-@pytest.mark.xfail(strict=True, reason="Recording._load_one catches TypeError/ValueError from int() of the 'lost' "
-                   "counts, not OverflowError: json reads Infinity (which json.dumps writes) and int(inf) overflows")
 def test_lost_infinity_is_a_load_error(saved):
     edit_meta(saved, _set("lost", {"exec": math.inf}))
     with pytest.raises(SessionLoadError):
         Recording.load(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="RecordingMetadata.from_dict does not catch OverflowError: "
-                   "int(Infinity) for clock_offset_ns / events / commands[].pid / btf_offsets, and "
-                   "float() of an integer beyond 1e308 for load_seconds (valid JSON)")
 @pytest.mark.parametrize("key,value", [("clock_offset_ns", math.inf), ("events", {"exec": math.inf}),
                                        ("commands", [{"argv": ["x"], "pid": math.inf}]),
                                        ("btf_offsets", {"X": -math.inf}), ("load_seconds", 10**400)],
@@ -613,18 +594,12 @@ def test_overflowing_metadata_numbers_are_a_load_error(saved, key, value):
         Recording.load(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="ExecConfig checks comm with re.compile but catches only re.error: a "
-                   "repetition count too large for re ('a{99999999999}') raises OverflowError, through "
-                   "ExecConfig() and through Recording.load")
 def test_exec_config_with_huge_repetition_regex_is_a_load_error(saved):
     edit_meta(saved, _set_meta("probes", {"exec": {"kind": "ExecSnoop", "config": {"comm": "a{99999999999}"}}}))
     with pytest.raises(SessionLoadError):
         Recording.load(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="storage._decode trusts the codecs: a codec naming a column of another "
-                   "type raises TypeError (bytes() of a str or Timestamp, iterating an int) instead of "
-                   "SessionLoadError")
 @pytest.mark.parametrize("column,codec", [("ts", "str"), ("pid", "list[str]"), ("comm", "list[str]")])
 def test_codec_for_a_column_of_another_type_is_a_load_error(tmp_path, column, codec):
     d = tmp_path / "rec"
@@ -634,8 +609,6 @@ def test_codec_for_a_column_of_another_type_is_a_load_error(tmp_path, column, co
         Recording.load(d)
 
 
-@pytest.mark.xfail(strict=True, reason="load_tables' docstring promises a SessionLoadError naming the file; a codec "
-                   "for a missing column says neither the table nor the file")
 def test_codec_of_a_missing_column_names_the_file(saved):
     edit_meta(saved, META_DAMAGE["codec of a missing column"])
     with pytest.raises(SessionLoadError, match="pmu"):

@@ -403,9 +403,6 @@ def test_kernel_batch_struct_matches_wire_dtype_for_the_syscall_probe(tmp_path):
         assert _compiled_batch_size(d, spec) == (spec.wire_dtype.itemsize, 8)
 
 
-@pytest.mark.xfail(strict=True, reason="the C batch struct (u32 n, u32 _pad, char recs[b*size]) is padded to 4 "
-                   "bytes, the wire dtype is not: for records whose b*size is not a multiple of 4 every batch "
-                   "the kernel commits has another length than the reader expects, and is counted malformed")
 def test_kernel_batch_struct_matches_wire_dtype_for_odd_record_sizes(tmp_path):
     spec = StreamSpec("odd", Layout("odd_rec", [("c", "char", 5)]).dtype, kernel_batch=3)
     assert _compiled_batch_size(tmp_path, spec) == (spec.wire_dtype.itemsize, 8)

@@ -34,7 +34,7 @@ class ExecConfig(ProbeConfig):
                 raise ProbeConfigError("comm must be a regular expression string")
             try:
                 re.compile(self.comm)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ProbeConfigError(f"comm is not a valid regular expression: {exc}") from None
         bool_option("failed_only", self.failed_only)
         int_option("max_args", self.max_args, 1, 128)
