@@ -50,13 +50,16 @@ def spawn(argv, exe: str, preexec, popen_kwargs) -> subprocess.Popen:
 
 def end(proc: subprocess.Popen, grace: float = 2.0) -> None:
     """Stop a traced command that is still running (the session was interrupted): SIGTERM, and
-    SIGKILL if it has not exited after ``grace`` seconds."""
+    SIGKILL if it has not exited after ``grace`` seconds (at once on a second interrupt)."""
     if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
+        except BaseException:             # a second Ctrl-C: do not wait, but do not leave it running
+            proc.kill()
+            raise
     proc.wait()
 
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))     # tests/support.py
 from support import leftover_attachments  # noqa: E402
 
 _skips: list[tuple[str, str]] = []
+_verdict: list[str] = []
 _ORDER = {"unit": 0, "bpf": 1, "e2e": 2}
 
 
@@ -42,24 +43,26 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if os.geteuid() == 0 and "ebpftoolkit.runtime.program" in sys.modules:
         left = leftover_attachments()
         if left:
-            if tr:
-                tr.write_line(f"attachments left behind after the tests: {left}", red=True)
+            _verdict.append(f"attachments left behind after the tests: {left}")
             session.exitstatus = 1
     if not os.environ.get("CI"):
         return
     items = getattr(session.config, "_ebt_items", {})
     bad = [(n, why) for n, why in _skips if not _allowed_skip(n, items)]
     if bad:
-        lines = ["", f"CI: {len(bad)} test(s) skipped; BPF tests must run in CI (root, BPF-capable kernel):"]
-        lines += [f"  SKIPPED {n}: {why}" for n, why in bad]
-        if tr:
-            for line in lines:
-                tr.write_line(line, red=True)
+        _verdict.append(f"CI: {len(bad)} test(s) skipped; BPF tests must run in CI (root, BPF-capable kernel):")
+        _verdict.extend(f"  SKIPPED {n}: {why}" for n, why in bad)
         session.exitstatus = 1
+
+
+def pytest_unconfigure(config):
+    """Why the run failed although no test did: printed last, below pytest's summary, where a
+    CI log's tail shows it."""
+    if _verdict:
+        print("\n".join(["", "the run FAILS (whatever the test counts above say):", *_verdict]), file=sys.stderr)
 
 
 @pytest.fixture

@@ -74,8 +74,11 @@ class RingBufferReader:
             if self._cons_map.closed:
                 return np.empty(0, self.dtype)
             parts, left = [], np.inf if max_records is None else max(int(max_records), 0)
+            # only what was committed when drain() was called: chasing a busy producer record by
+            # record would hand the collector many tiny batches (measured: losses under a storm)
+            end = self._producer()
             while left > 0:
-                got = self._drain_once(int(min(left, 1 << 62)))
+                got = self._drain_once(int(min(left, 1 << 62)), end)
                 if got is None:
                     break
                 taken, recs = got
@@ -86,11 +89,11 @@ class RingBufferReader:
                 return np.empty(0, self.dtype)
             return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _drain_once(self, limit: int):
+    def _drain_once(self, limit: int, end: int):
         """One run of records from the consumer position: (records consumed of our length, the ones kept),
         or None when nothing committed is pending.  A record of another length is skipped and
         counted (``malformed``); a record still being written ends the run."""
-        cons, prod = self._consumer(), self._producer()
+        cons, prod = self._consumer(), end
         if prod - cons < _HDR:
             return None
         start = cons & (self.size - 1)

@@ -105,14 +105,25 @@ def _recorder(out: Path, *command):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _wait_for_child(p: subprocess.Popen, pattern: str, timeout: float) -> int:
+    """Until the recorder ``p`` has started its command and the command reached ``pattern``
+    (a child of the recorder itself: the shell execs it)."""
+    deadline = time.monotonic() + timeout
+    while not (found := subprocess.run(["pgrep", "-P", str(p.pid), "-f", pattern], capture_output=True).stdout):
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            pytest.fail(f"the recorder did not start {pattern} in {timeout} s (rc {p.wait()}): "
+                        + p.communicate()[1].decode())
+        time.sleep(0.1)
+    return int(found.split()[0])
+
+
 @bpf
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_to_record_saves_what_was_captured(tmp_path, sig, status):
     out = tmp_path / "rec"
     p = _recorder(out, "sh", "-c", "/bin/true first; exec sleep 60")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not subprocess.run(["pgrep", "-f", "^sleep 60$"], capture_output=True).stdout:
-        time.sleep(0.1)
+    child = _wait_for_child(p, "^sleep 60$", 60)
     time.sleep(0.3)
     t = time.monotonic()
     p.send_signal(sig)
@@ -124,7 +135,35 @@ def test_a_signal_to_record_saves_what_was_captured(tmp_path, sig, status):
     rec = Recording.load(out)
     argvs = rec.tables["exec"]["argv"].tolist()
     assert ["/bin/true", "first"] in argvs and ["sleep", "60"] in argvs
-    assert not subprocess.run(["pgrep", "-f", "^sleep 60$"], capture_output=True).stdout   # not left running
+    assert not Path(f"/proc/{child}").exists()                    # the command is not left running
+
+
+@bpf
+def test_a_second_ctrl_c_aborts_quickly_and_still_detaches(tmp_path):
+    """Ctrl-C, then Ctrl-C again while the recorder is stopping (it is building the tables of
+    thousands of execs and GPU uprobes are attached): it exits 130 at once, and nothing it
+    attached stays behind (no uprobe event of its pid in tracefs, no program held by it)."""
+    out = tmp_path / "rec"
+    storm = "i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done; exec sleep 60"
+    p = subprocess.Popen([*CLI, "record", "--exec", "--gpu", "opengl", "-o", str(out), "--", "sh", "-c", storm],
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = _wait_for_child(p, "^sleep 60$", 120)
+    t = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1].decode()
+    took = time.monotonic() - t
+    assert p.returncode == 130, err
+    assert took < 10, took
+    assert "Traceback" not in err, err
+    events = Path("/sys/kernel/tracing/uprobe_events")
+    if events.exists():
+        assert not [line for line in events.read_text().splitlines() if f"_{p.pid}_" in line]
+    held = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
+    assert f"({p.pid})" not in held
+    assert not Path(f"/proc/{child}").exists()                    # the command is not left running
 
 
 @bpf
