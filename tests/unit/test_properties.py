@@ -11,7 +11,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from recordings import recordings  # noqa: E402
@@ -90,7 +89,7 @@ def test_the_report_the_timeline_and_the_trace_work_on_every_recording(rec):
     assert doc.lstrip().lower().startswith("<!doctype html") and "\x1b" not in doc and "\udcff" not in doc
     assert "could not be drawn" not in doc, doc[doc.find("could not be drawn"):][:600]
     trace = to_chrome_trace(rec)
-    text = json.dumps(trace, allow_nan=False)
+    json.dumps(trace, allow_nan=False)                        # no NaN or infinity anywhere
     for e in trace["traceEvents"]:
         if e["ph"] != "M":
             assert math.isfinite(e["ts"]) and e["ts"] >= 0
