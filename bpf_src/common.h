@@ -13,7 +13,7 @@
 /* Record streams (ring buffers, or perf buffers with EBT_TRANSPORT_PERF) are
  * declared by ebpftoolkit before each probe's code: for a stream NAME it
  * defines the map NAME, a per-CPU counter NAME_lost, and the functions
- * NAME_emit(ctx, ptr, size) and NAME_count_lost(), which count every
+ * NAME_emit(ctx, ptr, size) (0 when handed over, -1 when counted lost) and NAME_count_lost(), which count every
  * record that could not be handed over. */
 
 /* The traced process tree: tgids whose events are wanted.  Filled by user

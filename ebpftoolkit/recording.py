@@ -18,6 +18,7 @@ from .errors import SessionLoadError
 from .metadata import RecordingMetadata, RunInfo
 from .scope import describe_scope
 from .storage import load_tables, save_tables
+from .text import printable
 
 __all__ = ["Recording", "LOSS_COLUMNS"]
 
@@ -109,7 +110,8 @@ class Recording:
     # -- looking at it ---------------------------------------------------
     def summary(self) -> str:
         parts = [f"{name}: {len(df)} rows" for name, df in self.tables.items()]
-        return "; ".join(parts) + f"; lost events: {sum(self.lost.values())}"
+        text = "; ".join(parts) + f"; lost events: {sum(self.lost.values())}"
+        return "\n".join([text] + [f"note: {printable(n)}" for n in self.metadata.notes])
 
     def timeline(self, **kw):
         """Interactive timeline for Jupyter (:func:`ebpftoolkit.views.timeline`)."""

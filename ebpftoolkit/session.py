@@ -238,6 +238,13 @@ class Session:
             self._teardown()
         self.metadata.end = pd.Timestamp.now()
         self.metadata.events = {s: col.count(s) for s in self.program.streams}
+        for p in self.probes:         # what they found while recording (libraries followed...), and why empty
+            try:
+                self.metadata.probes[p.name] = ProbeMeta(type(p).__name__, p.config, p.details())
+                for text in p.end_notes(tables):
+                    self._note(text)
+            except Exception as exc:
+                self._note(f"probe {p.name}: its details could not be gathered ({type(exc).__name__}: {exc})")
         for label, exc in col.listener_errors:
             self._note(f"a live listener ({label}) failed and was skipped from then on: {type(exc).__name__}: {exc}")
         self.recording = Recording(tables, self.metadata, lost, losses, raw)

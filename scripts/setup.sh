@@ -14,7 +14,7 @@ read -r -a extra <<< "${EBPFTOOLKIT_EXTRA_APT:-}"
 # (libbpf1, which runtime/libbpf.py loads, comes with python3-bpfcc through libbpfcc; clang compiles the
 # BPF objects of tests/unit/test_btf.py)
 pkgs=(python3-bpfcc bpfcc-tools bpftool "linux-headers-$arch" python3-venv strace linux-perf valgrind gcc make clang
-      chromium chromium-driver fonts-dejavu-core "${extra[@]}")
+      bpftrace chromium chromium-driver fonts-dejavu-core "${extra[@]}")
 # what the GPU API workloads need (OpenGL/Mesa, Vulkan/lavapipe, OpenCL/PoCL, Xvfb, apitrace):
 # the PACKAGES list in workloads/gpu/Makefile, read without needing make
 read -r -a gpu <<< "$(sed -n '/^PACKAGES *:=/,/^$/p' workloads/gpu/Makefile | sed 's/^PACKAGES *:=//; s/\\//g' | tr -s ' \n' ' ')"
@@ -62,6 +62,16 @@ else
         .venv/bin/pip install -q -e '.[dev]'
         echo "$want" > "$stamp"
     fi
+fi
+
+# 6. third-party CUDA runtimes as users get them: the pip wheel (libcudart.so.12, the copy PyTorch, JAX
+#    and CuPy load) in a folder of its own, outside every linker path (tests/bpf/test_gpu_follow.py)
+wheels=tests/.wheels
+if [ -f "$wheels/nvidia/cuda_runtime/lib/libcudart.so.12" ]; then
+    say "CUDA runtime wheel already in $wheels"
+else
+    say "pip install --target $wheels nvidia-cuda-runtime-cu12"
+    .venv/bin/pip install -q --no-deps --target "$wheels" 'nvidia-cuda-runtime-cu12==12.*'
 fi
 
 .venv/bin/python -c 'import bcc' || { say "bcc is not importable from .venv" >&2; exit 1; }

@@ -76,8 +76,13 @@ class Probe:
         return []
 
     def details(self) -> dict:
-        """What the probe found while preparing (attach points, notes), stored in the metadata."""
+        """What the probe found while preparing and recording (attach points, notes), stored in the metadata."""
         return {}
+
+    def end_notes(self, tables: dict[str, pd.DataFrame]) -> list[str]:
+        """What the user must hear about the finished recording (why a table is empty...): each note
+        goes into the metadata, a warning, the summary and the report."""
+        return []
 
     def make_tables(self, records: dict[str, np.ndarray], clock: MonotonicClock) -> dict[str, pd.DataFrame]:
         raise NotImplementedError

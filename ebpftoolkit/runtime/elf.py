@@ -38,7 +38,7 @@ from elftools.elf.elffile import ELFFile as _ELFFile
 
 from ..errors import ProbeConfigError
 
-__all__ = ["ElfFile", "elf_file", "Segment", "Section"]
+__all__ = ["ElfFile", "elf_file", "Segment", "Section", "ElfIdentity", "elf_identity"]
 
 _STT_FUNC, _STT_GNU_IFUNC = 2, 10
 _VERSYM_HIDDEN = 0x8000          # a non-default version: ``name@VER``, not ``name@@VER``
@@ -252,3 +252,35 @@ def _cached(path: str, _mtime: float, _size: int) -> ElfFile:
 def elf_file(path: str) -> ElfFile:
     st = os.stat(path)
     return _cached(os.path.realpath(path), st.st_mtime, st.st_size)
+
+
+@dataclass(frozen=True)
+class ElfIdentity:
+    """What a file says it is, read from its headers and dynamic section only (cheap on a
+    1 GB library): ``soname`` (None for a program), ``executable`` (a program: ET_EXEC, or
+    a position-independent one with an interpreter and no soname)."""
+
+    soname: str | None
+    executable: bool
+
+
+def elf_identity(path: str) -> ElfIdentity | None:
+    """The :class:`ElfIdentity` of ``path``, or None when it is not a 64-bit ELF file."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(5) != b"\x7fELF\x02":
+                return None
+            f.seek(0)
+            elf = _ELFFile(f)
+            soname, interp = None, False
+            for seg in elf.iter_segments():
+                if seg["p_type"] == "PT_INTERP":
+                    interp = True
+                elif seg["p_type"] == "PT_DYNAMIC":
+                    for tag in seg.iter_tags():
+                        if tag.entry.d_tag == "DT_SONAME":
+                            soname = tag.soname
+            kind = elf["e_type"]
+            return ElfIdentity(soname, kind == "ET_EXEC" or (kind == "ET_DYN" and interp and soname is None))
+    except (OSError, ELFError, ValueError, KeyError, IndexError, AttributeError):
+        return None

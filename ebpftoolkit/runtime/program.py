@@ -138,12 +138,21 @@ class BpfProgram:
             if spec.c_type is not None:
                 self.map(f"{spec.name}_layout", "u4", spec.dtype)   # raises on a size mismatch
 
-    def _attach_uprobes(self) -> None:
+    def attach_uprobes(self, uprobes: list[Uprobe]) -> None:
+        """Attach more uprobes to the loaded program while it runs (libraries found during a session)."""
+        with self._lock:
+            if self._module is None or self.detached:
+                raise ProbeStateError("the BPF program is not loaded, or already detached")
+            self.uprobes += list(uprobes)
+            self._attach_uprobes(list(uprobes))
+            self._remember_ids()
+
+    def _attach_uprobes(self, uprobes: list[Uprobe] | None = None) -> None:
         """Cookie uprobes go into one uprobe_multi link per (file, program, kind) where the kernel
         has them; the others one by one."""
         multi = multi_supported()
         groups: dict[tuple, list[Uprobe]] = {}
-        for u in self.uprobes:
+        for u in self.uprobes if uprobes is None else uprobes:
             if multi and u.cookie is not None:
                 groups.setdefault((u.path, u.fn_name, u.ret, u.pid), []).append(u)
             else:

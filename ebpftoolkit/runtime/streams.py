@@ -58,10 +58,13 @@ static __always_inline void {n}_count_lost(void)
 """
 
 _RINGBUF_DECL = """BPF_RINGBUF_OUTPUT({n}, {pages});
-{lost_decl}static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
+{lost_decl}static __always_inline int {n}_emit(void *ctx, void *data, u64 size)
 {{
-    if ({n}.ringbuf_output(data, size, {n}_wakeup_flags()))
+    if ({n}.ringbuf_output(data, size, {n}_wakeup_flags())) {{
         {n}_count_lost();
+        return -1;
+    }}
+    return 0;
 }}
 """
 
@@ -82,10 +85,13 @@ _EACH_WAKEUP_DECL = """static __always_inline u64 {n}_wakeup_flags(void) {{ retu
 """
 
 _PERF_DECL = """BPF_PERF_OUTPUT({n});
-{lost_decl}static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
+{lost_decl}static __always_inline int {n}_emit(void *ctx, void *data, u64 size)
 {{
-    if ({n}.perf_submit(ctx, data, size))
+    if ({n}.perf_submit(ctx, data, size)) {{
         {n}_count_lost();
+        return -1;
+    }}
+    return 0;
 }}
 """
 
@@ -100,13 +106,13 @@ struct {n}_batch_t {{
     char recs[{b} * {size}];
 }};
 BPF_PERCPU_ARRAY({n}_batch, struct {n}_batch_t, 1);
-static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
+static __always_inline int {n}_emit(void *ctx, void *data, u64 size)
 {{
     u32 z = 0;
     struct {n}_batch_t *b = {n}_batch.lookup(&z);
     if (!b) {{
         {n}_count_lost();
-        return;
+        return -1;
     }}
     u32 i = b->n;
     if (i >= {b})
@@ -123,6 +129,7 @@ static __always_inline void {n}_emit(void *ctx, void *data, u64 size)
         i = 0;
     }}
     b->n = i;
+    return 0;      /* a full batch that could not be handed over is counted lost */
 }}
 """
 

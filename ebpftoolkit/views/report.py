@@ -224,6 +224,7 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> 
              if n > aggregate_above]
     if tl is not None and tl.timeline_aggregated and not notes:
         notes.append("the timeline is aggregated: more calls than it can draw one by one (time bins per process)")
+    notes = [str(n) for n in rec.metadata.notes] + notes     # what the recording itself says (why a zero...)
     lost = rec.lost
     lw = rec.loss_windows
     lw = lw.assign(start=_rel(lw["start"], t0_ns), end=_rel(lw["end"], t0_ns)) if lw is not None and len(lw) else None

@@ -17,7 +17,9 @@ class GpuConfig(ProbeConfig):
     probes for the calls whose catalogue entry has them (``"default"``), all calls, or none;
     ``binaries``: executables to probe too (runtimes linked statically); ``libraries``: extra library
     files or folders; ``ring_pages``; ``cookies``: one BPF program for every attach point through
-    uprobe cookies (kernel 5.15+), else one generated wrapper per attach point."""
+    uprobe cookies (kernel 5.15+), else one generated wrapper per attach point; ``follow``: find and probe
+    the API libraries the traced processes map, and the programs they run, while recording (needs
+    cookies)."""
 
     kind = "GpuTrace"
     apis: tuple[str, ...] | None = None
@@ -26,6 +28,7 @@ class GpuConfig(ProbeConfig):
     libraries: tuple[str, ...] = ()
     ring_pages: int = 4096
     cookies: bool = True
+    follow: bool = True
 
     def __post_init__(self):
         if self.apis is not None and (not isinstance(self.apis, tuple) or not self.apis
@@ -39,3 +42,4 @@ class GpuConfig(ProbeConfig):
                 raise ProbeConfigError(f"{name} must be a list of paths")
         power_of_two("ring_pages", self.ring_pages)
         bool_option("cookies", self.cookies)
+        bool_option("follow", self.follow)

@@ -16,7 +16,12 @@
  * are not application calls: when SELF is set, an entry whose return address
  * lies inside the probed library's own code is counted in gpu_internal and
  * dropped.  The library's position in this process is known from the probe's
- * own address: bias = ip - PROBE_VADDR.
+ * own address: bias = ip - PROBE_VADDR.  So is a call made while the thread is
+ * inside another probed call (gpu_outer): a runtime calling another probed API.
+ *
+ * GPU_FOLLOW (follow.bpf.c): libraries mapped and programs exec'd during the
+ * session are reported as they appear, and the process is held until user
+ * space has probed them.
  */
 struct ebt_regs {
     u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
@@ -29,11 +34,25 @@ BPF_ARRAY(gpu_points, struct gpu_point, GPU_MAX_POINTS);
 BPF_HASH(gpu_out_ptr, u64, u64, 10240);      /* (tid << 32 | point) -> out pointer saved at entry */
 BPF_HASH(gpu_skip_ret, u64, u8, 10240);     /* (tid << 32 | point): the entry was internal, drop its return */
 BPF_PERCPU_ARRAY(gpu_internal, u64, 1);
-
 /* (thread, attach point): pairs a call's entry with its return */
 static __always_inline u64 gpu_call_key(u64 id, u32 point)
 {
     return ((u64)(u32)id << 32) | point;
+}
+
+BPF_HASH(gpu_outer, u32, u64, 10240);       /* tid -> stack pointer at the entry of the API call it is in */
+
+static __always_inline void gpu_count_internal(u64 id, u32 point, int has_ret)
+{
+    u32 z = 0;
+    u64 *n = gpu_internal.lookup(&z);
+    if (n)
+        (*n)++;
+    if (has_ret) {
+        u64 key = gpu_call_key(id, point);
+        u8 one = 1;
+        gpu_skip_ret.update(&key, &one);
+    }
 }
 
 /* The fields every record has. */
@@ -63,18 +82,26 @@ static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_
     if (self_filter) {
         u64 c = caller - (ctx->ip - probe_vaddr);
         if (c >= lib_lo && c < lib_hi) {
-            u32 z = 0;
-            u64 *n = gpu_internal.lookup(&z);
-            if (n)
-                (*n)++;
-            if (has_ret) {
-                u64 key = gpu_call_key(id, point);
-                u8 one = 1;
-                gpu_skip_ret.update(&key, &one);
-            }
+            gpu_count_internal(id, point, has_ret);
             return 0;
         }
     }
+    /* A call made while the thread is inside another probed call (deeper on its stack) is the
+     * runtime's own: GLX's swap flushing, cudart calling the driver API.  Only calls with a
+     * return probe open such a window; a window whose return was never seen is closed by the
+     * next call at or above its stack level. */
+    u32 tid = (u32)id;
+    u64 *outer = gpu_outer.lookup(&tid);
+    u64 entry_sp = ctx->sp + stack_adj;   /* the stack pointer at the function's first instruction */
+    if (outer) {
+        if (entry_sp < *outer) {
+            gpu_count_internal(id, point, has_ret);
+            return 0;
+        }
+        gpu_outer.delete(&tid);
+    }
+    if (has_ret)
+        gpu_outer.update(&tid, &entry_sp);
     struct gpu_event e = {};
     gpu_event_start(&e, id, point, GPU_ENTRY);
     e.caller = caller;
@@ -121,6 +148,10 @@ static __always_inline int gpu_return(struct ebt_regs *ctx, u32 point, int has_o
     u64 id = bpf_get_current_pid_tgid();
     if (!ebt_wanted(id >> 32))
         return 0;
+    u32 tid = (u32)id;
+    u64 *outer = gpu_outer.lookup(&tid);
+    if (outer && ctx->sp > *outer)        /* the call that opened the window returns */
+        gpu_outer.delete(&tid);
     u64 key = gpu_call_key(id, point);
     if (gpu_skip_ret.lookup(&key)) {
         gpu_skip_ret.delete(&key);

@@ -11,20 +11,23 @@ from ...errors import ProbeConfigError, ProbeNotSupportedError
 from ...runtime.clock import MonotonicClock
 from ...runtime.layout import Layout, c_defines
 from ...runtime.links import cookies_supported
-from ...runtime.program import Uprobe
+from ...runtime.program import RawTracepoint, Uprobe
 from ...runtime.records import decode_str_array
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
+from ...runtime.tracking import descendants
 from ...runtime.x86 import PT_REGS_INDEX
 from ..standalone import StandaloneProbe
 from .catalogue import CATALOGUE, CallSpec, calls_for
 from .config import GpuConfig
 from .decode import GPU_COLUMNS, calls_table
-from .resolve import AttachPoint, resolve
+from .follow import BTF_MEMBERS, FILE_KEY, MAPPED, MAPPED_KINDS, Follower, mapped_files
+from .resolve import AttachPoint, find_libraries, point_at, resolve
 
 __all__ = ["GpuTrace", "APIS", "GPU_COLUMNS", "EVENT", "POINT", "KINDS"]
 
 APIS = ("opengl", "vulkan", "opencl", "cuda")
+FOLLOW_HEADROOM = 2048                 # attach points that libraries found while recording may add
 KINDS = {"ENTRY": 0, "RETURN": 1}      # gpu_event.kind
 EVENT = Layout("gpu_event", [
     ("ts", "u64"), ("pid", "u32"), ("tid", "u32"),
@@ -74,7 +77,7 @@ class GpuTrace(StandaloneProbe):
     table_names = ("gpu",)
 
     def __init__(self, apis=None, *, returns: str = "default", binaries=(), libraries=(), ring_pages: int = 4096,
-                 cookies: bool = True):
+                 cookies: bool = True, follow: bool = True):
         if isinstance(apis, str):
             apis = [a.strip() for a in apis.split(",") if a.strip()]
         known = known_apis()
@@ -83,11 +86,15 @@ class GpuTrace(StandaloneProbe):
             raise ProbeConfigError(f"unknown API {unknown}: choose from {', '.join(known)} "
                                    "(add_call() teaches GpuTrace calls of other libraries)")
         super().__init__(GpuConfig(tuple(apis) if apis else None, returns, tuple(_binary(b) for b in binaries),
-                                   tuple(str(x) for x in libraries), ring_pages, cookies))
+                                   tuple(str(x) for x in libraries), ring_pages, cookies, follow))
         self.use_cookies = cookies and cookies_supported()
+        self.following = follow and self.use_cookies
         self._points: list[AttachPoint] | None = None
         self.notes: list[str] = []
         self.internal_calls = 0
+        self._scope = None
+        self._program = None
+        self._follower: Follower | None = None
 
     # -- attach points --------------------------------------------------
     def _wants_return(self, spec: CallSpec) -> bool:
@@ -95,26 +102,36 @@ class GpuTrace(StandaloneProbe):
 
     def prepare(self, scope=None) -> None:
         """Find the attach points of every asked-for call (driver lookup in a helper process, ELF symbols)."""
+        self._scope = scope
+        self._resolve()
+
+    def _resolve(self) -> None:
         if self._points is not None:
             return
         requested = self.config.apis
         points, notes = resolve(calls_for(requested or known_apis()), self.config.binaries, self.config.libraries)
         found = {p.spec.api for p in points}
+        if self.config.follow and not self.use_cookies:
+            notes.append("libraries loaded while recording are not followed: that needs uprobe cookies "
+                         "(kernel 5.15+); only the libraries found at start are probed")
         if requested:
             missing = [a for a in requested if a not in found]
-            if missing:
+            if missing and self.following:
+                notes.append(f"{', '.join(missing)}: no library on this machine's linker path; probing the "
+                             "ones the traced processes load (pip wheels, conda, RPATH, dlopen, static builds)")
+            elif missing:
                 raise ProbeNotSupportedError(
                     f"no library for {', '.join(missing)} was found on this machine "
                     "(OpenGL: libGL/libEGL + Mesa; Vulkan: libvulkan.so.1 + a driver; OpenCL: libOpenCL.so.1; "
                     "CUDA: libcudart.so or a binary linked with it, passed as binaries=[...]). "
                     "Install the API's runtime, or pass libraries=[...]")
-        elif not points:
+        elif not points and not self.following:
             raise ProbeNotSupportedError("no GPU API library was found on this machine")
         self._points, self.notes = points, notes
 
     @property
     def points(self) -> list[AttachPoint]:
-        self.prepare()
+        self._resolve()
         return self._points
 
     def overhead(self) -> pd.DataFrame:
@@ -123,12 +140,61 @@ class GpuTrace(StandaloneProbe):
                              for p in self.points])
 
     def details(self) -> dict:
-        return {"apis": sorted({p.spec.api for p in self.points}), "notes": list(self.notes),
-                "attach_points": self.overhead().to_dict("records")}
+        d = {"apis": sorted({p.spec.api for p in self.points}), "notes": list(self.notes),
+             "attach_points": self.overhead().to_dict("records")}
+        f = self._follower
+        if f is not None:
+            held = sorted(f.held_ms)
+            d["libraries"] = [x.row() for x in f.found]
+            d["following"] = {"files_looked_at": f.files_looked_at, "processes_held": len(held),
+                              "held_ms_max": round(held[-1], 2) if held else 0.0,
+                              "held_ms_median": round(held[len(held) // 2], 2) if held else 0.0}
+        return d
+
+    def end_notes(self, tables) -> list[str]:
+        """Never a silent zero: an API asked for that recorded nothing says why."""
+        gpu = tables.get("gpu")
+        got = set(gpu["api"].unique()) if gpu is not None and len(gpu) else set()
+        wanted = list(self.config.apis or ()) or ([] if got else sorted({p.spec.api for p in self.points}) or ["any"])
+        loaded: dict[str, set[str]] = {}          # API -> files a traced process was seen to map
+        for f in (self._follower.found if self._follower else []):
+            for a in f.apis:
+                if f.pids:
+                    loaded.setdefault(a, set()).add(f.path)
+        out = []
+        looked = self._follower.files_looked_at if self._follower else 0
+        seen = f"{looked} files mapped by the traced processes were looked at" if self._follower else \
+            "libraries loaded while recording were not followed"
+        for api in wanted:
+            if api in got:
+                continue
+            if api == "any":
+                out.append(f"gpu: no GPU API call was recorded: no traced process loaded a GPU API library ({seen})")
+            elif api in loaded or not self._follower:
+                where = ", ".join(sorted(loaded.get(api, ()))) or \
+                    ", ".join(sorted({p.path for p in self.points if p.spec.api == api}))
+                out.append(f"gpu: {api}: 0 calls recorded: its library was probed ({where}) but no traced "
+                           "process called a catalogued function of it")
+            else:
+                out.append(f"gpu: {api}: 0 calls recorded: no traced process loaded a library of it ({seen})")
+        return out
 
     def streams(self):
-        return [StreamSpec("gpu_events", EVENT.dtype, self.config.ring_pages, wakeup="batch",
-                           c_type="struct gpu_event")]
+        out = [StreamSpec("gpu_events", EVENT.dtype, self.config.ring_pages, wakeup="batch",
+                          c_type="struct gpu_event")]
+        if self.following:     # rare and urgent: the process waits for us
+            out.append(StreamSpec("gpu_mapped", MAPPED.dtype, 64, wakeup="each", c_type="struct gpu_mapped"))
+        return out
+
+    def raw_tracepoints(self):
+        return [RawTracepoint("sched_process_exec", "gpu_on_exec")] if self.following else []
+
+    def btf_members(self):
+        return dict(BTF_MEMBERS) if self.following else {}
+
+    def on_records(self, stream, records) -> None:
+        if stream == "gpu_mapped" and self._follower is not None:
+            self._follower.on_records(records)
 
     def uprobes(self):
         out = []
@@ -150,7 +216,8 @@ class GpuTrace(StandaloneProbe):
         rec = np.zeros((), POINT.dtype)
         rec["probe_vaddr"], rec["lib_lo"], rec["lib_hi"] = addr, p.lib_lo, p.lib_hi
         rec["deref_arg"], rec["deref_off"], rec["out_arg"] = da, do, -1 if s.out_arg is None else s.out_arg
-        rec["has_ret"], rec["self_filter"], rec["stack_adj"] = ret, int(s.self_filter), site.stack_adj
+        rec["has_ret"], rec["stack_adj"] = ret, site.stack_adj
+        rec["self_filter"] = int(s.self_filter and not p.executable)   # a program's calls come from itself
         if site.arg_regs is not None:
             rec["remap"], rec["narrow"] = 1, sum(1 << k for k in site.narrow)
             rec["arg_reg"] = [PT_REGS_INDEX.get(r, 255) for r in site.arg_regs]
@@ -159,15 +226,71 @@ class GpuTrace(StandaloneProbe):
         return rec
 
     def setup(self, program) -> None:
-        """Describe every attach point in gpu_points (read by gpu_entry_any through the cookie)."""
+        """Describe every attach point in gpu_points (read by gpu_entry_any through the cookie); when
+        following, mark the files probed at start as known and probe what running targets already map."""
         table = program.map("gpu_points", "u4", POINT.dtype)
         for i, p in enumerate(self.points):
             table.update(i, self._point_record(p))
+        if not self.following:
+            return
+        self._program = program
+        specs = [s for s in calls_for(self.config.apis or known_apis()) if s.resolve == "symbol"]
+        f = self._follower = Follower(specs, self._attach_file, program.map("gpu_known", FILE_KEY.dtype, "u1"))
+        by_file: dict[str, list] = {}
+        for p in self.points:
+            by_file.setdefault(p.path, []).append(p.spec.api)
+        for path, apis in by_file.items():
+            f.add_start_file(path, apis, len(apis), "at start (linker cache, binaries=, libraries=)")
+        for s in calls_for(self.config.apis or known_apis()):      # the API's other files: stubs, loaders
+            for lib in s.libraries:
+                for path in ([lib] if os.sep in lib else find_libraries(lib)):
+                    if path not in by_file:
+                        f.add_start_file(path, [s.api], 0, "")
+        for pid in self._running_targets():
+            for path in mapped_files(pid):
+                f.look_at(path, f"mapped by pid {pid} when the session started", pid)
+
+    def _running_targets(self) -> list[int]:
+        scope = self._scope
+        if scope == "self":
+            root = os.getpid()
+        elif isinstance(scope, int):
+            root = scope
+        else:
+            return []
+        return sorted(descendants(root) | {root})
+
+    def _attach_file(self, path: str, specs) -> int:
+        """Probe ``path`` (found while recording) for ``specs``: new attach points, described in
+        gpu_points, attached with their cookies.  Returns how many."""
+        program = self._program
+        start = len(self._points)
+        new = [p for p in (point_at(s, path, "symbol in a file the traced process maps") for s in specs) if p]
+        new = new[:max(0, self._max_points - start)]
+        if not new:
+            return 0
+        table = program.map("gpu_points", "u4", POINT.dtype)
+        ups = []
+        for i, p in enumerate(new, start):
+            table.update(i, self._point_record(p))
+            ups.append(Uprobe(p.path, p.entry(self._wants_return(p.spec))[0], "gpu_entry_any", False, -1, i))
+            if self._wants_return(p.spec):
+                ups.append(Uprobe(p.path, p.vaddr, "gpu_return_any", True, -1, i))
+        self._points.extend(new)        # before attaching: a call may arrive at once
+        program.attach_uprobes(ups)
+        return len(new)
+
+    @property
+    def _max_points(self) -> int:
+        return len(self.points) + (FOLLOW_HEADROOM if self.following else 0)
 
     def bpf_text(self) -> str:
-        head = (f"#define GPU_MAX_POINTS {max(len(self.points), 1)}\n#define GPU_COOKIES {int(self.use_cookies)}\n"
+        head = (f"#define GPU_MAX_POINTS {max(self._max_points, 1)}\n#define GPU_COOKIES {int(self.use_cookies)}\n"
                 + c_defines(KINDS, "GPU_") + EVENT.c_decl() + POINT.c_decl())
         lines = [head + source_beside(__file__, "gpu.bpf.c")]
+        if self.following:
+            lines.append(f"#define GPU_OWN_PID {os.getpid()}\n" + c_defines(MAPPED_KINDS, "GPU_MAPPED_")
+                         + MAPPED.c_decl() + FILE_KEY.c_decl() + source_beside(__file__, "follow.bpf.c"))
         if self.use_cookies:
             lines.append("// attach points (cookie = index into gpu_points):")
             lines += [f"//   {i}: {p.spec.api} {p.spec.name} {p.path}:{p.vaddr:#x}" for i, p in enumerate(self.points)]

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...runtime.cache import cached
-from ...runtime.elf import elf_file
+from ...runtime.elf import elf_file, elf_identity
 from ...runtime.x86 import ProbeSite, first_instruction, probe_site
 from .catalogue import CallSpec
 
-__all__ = ["AttachPoint", "resolve", "find_libraries"]
+__all__ = ["AttachPoint", "resolve", "find_libraries", "point_at"]
 
 EXTRA_DIRS = ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"]
 
@@ -39,6 +39,7 @@ class AttachPoint:
     first_insn: str
     emulated: bool
     site: ProbeSite = ProbeSite()    # where the entry probe goes when there is no return probe (runtime.x86)
+    executable: bool = False         # in a program, not a library: its calls come from itself (no self filter)
 
     def entry(self, with_return: bool) -> tuple[int, ProbeSite]:
         """(address, site) of the entry probe: moved into the function only without a return probe."""
@@ -113,13 +114,21 @@ def _bundled_opencl_loaders(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(p) for p in out}))
 
 
+def point_at(spec: CallSpec, path: str, mechanism: str) -> AttachPoint | None:
+    """The attach point of ``spec``'s function in ``path`` (by its symbol), or None if it has none."""
+    addr = elf_file(path).functions.get(spec.name)
+    return _point(spec, path, addr, mechanism) if addr else None
+
+
 def _point(spec: CallSpec, path: str, vaddr: int, mechanism: str) -> AttachPoint:
     elf = elf_file(path)
     lo = min(s.vaddr for s in elf.segments)
     hi = max(s.vaddr + s.filesz for s in elf.segments)
     code = elf.read(vaddr, 64)
     insn, emulated = first_instruction(code)
-    return AttachPoint(spec, path, vaddr, mechanism, lo, hi, insn, emulated, probe_site(code, needed_args(spec)))
+    ident = elf_identity(path)
+    return AttachPoint(spec, path, vaddr, mechanism, lo, hi, insn, emulated, probe_site(code, needed_args(spec)),
+                       bool(ident and ident.executable))
 
 
 def needed_args(spec: CallSpec) -> set[int]:
