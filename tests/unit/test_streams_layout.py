@@ -173,7 +173,8 @@ def test_stream_declaration_ringbuf_each():
     assert "BPF_PERCPU_ARRAY(exec_events_lost, u64, 1);" in text
     assert "static __always_inline u64 exec_events_wakeup_flags(void) { return 0; }" in text
     assert "exec_events.ringbuf_output(data, size, exec_events_wakeup_flags())" in text
-    assert "static __always_inline void exec_events_emit(void *ctx, void *data, u64 size)" in text
+    assert "static __always_inline int exec_events_emit(void *ctx, void *data, u64 size)" in text   # 0: handed over
+    assert "return -1;" in text and "return 0;" in text
     assert "_seq" not in text and "perf_submit" not in text
     assert text.count("{") == text.count("}") and "{n}" not in text and "{lost_decl}" not in text
 
