@@ -180,6 +180,10 @@ def test_cuda_runtime_calls_sizes_directions_and_retvals(build, variant):
     assert got["cudaMalloc"] == own["calls"]["cudaMalloc"] and got["cudaFree"] == own["calls"]["cudaFree"]
     assert got["cudaMemcpy"] == own["calls"]["cudaMemcpy"]
     assert got["cudaLaunchKernel"] == own["calls"]["kernel_launch"]
+    launches = df[df["call"] == "cudaLaunchKernel"]
+    assert (launches["kernel"] == "scale(float*, int, float)").all(), launches["kernel"].unique()  # cuda_ops.cu
+    assert (launches["stream"] == 0).all()                       # <<<grid, block>>>: the default stream
+    assert df.loc[df["call"] != "cudaLaunchKernel", "kernel"].isna().all()
     assert byte_sums(df)["cudaMalloc"] == own["bytes"]["cudaMalloc"]
     assert byte_sums(df)["cudaMemcpy"] == own["bytes"]["cudaMemcpy"]
     seq = [c for c in own["sequence"] if c["call"] in ("cudaMalloc", "cudaMemcpy", "cudaFree", "cudaDeviceSynchronize")]

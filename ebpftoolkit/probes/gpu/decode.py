@@ -9,7 +9,18 @@ from ...runtime.records import text_column
 __all__ = ["calls_table", "GPU_COLUMNS", "gl_bytes", "MEMCPY_KIND"]
 
 GPU_COLUMNS = ["ts", "pid", "tid", "comm", "api", "call", "category", "bytes", "direction", "handle",
-               "duration_ns", "retval", "frame", "caller", "library", "mechanism"]
+               "duration_ns", "retval", "frame", "caller", "library", "mechanism", "kernel", "stream"]
+
+#: the argument holding the stream of an asynchronous CUDA call (x86-64: a dim3 takes two registers,
+#: so cudaLaunchKernel's stream is its 8th integer argument; arguments 7-9 are read from the stack)
+STREAM_ARG = {"cudaLaunchKernel": 7, "cudaMemcpyAsync": 4, "cudaMemsetAsync": 3, "cudaMallocAsync": 2,
+              "cudaFreeAsync": 1, "cudaEventRecord": 1, "cudaStreamWaitEvent": 0, "cudaStreamSynchronize": 0,
+              "cudaGraphLaunch": 1, "cuLaunchKernel": 8, "cuMemcpyAsync": 3, "cuMemcpyHtoDAsync_v2": 3,
+              "cuMemcpyDtoHAsync_v2": 3, "cuStreamSynchronize": 0, "cuGraphLaunch": 1}
+#: the argument holding the host function a launch names (its symbol is the kernel's name)
+KERNEL_ARG = {"cudaLaunchKernel": 0, "cudaLaunchKernelExC": 1}
+#: launches of a graph: named by their graph handle
+GRAPH_ARG = {"cudaGraphLaunch": 0, "cuGraphLaunch": 0}
 
 MEMCPY_KIND = {0: "h2h", 1: "h2d", 2: "d2h", 3: "d2d", 4: "default"}
 
@@ -39,7 +50,9 @@ def _eval(expr: str, cols: dict) -> np.ndarray:
     return np.asarray(eval(expr, {"__builtins__": {}}, ns), dtype=np.int64)  # catalogue expressions only
 
 
-def calls_table(r: np.ndarray, points, clock, comm) -> pd.DataFrame:
+def calls_table(r: np.ndarray, points, clock, comm, kernel_name=None) -> pd.DataFrame:
+    """One row per call.  ``kernel_name(pid, address)``: the function at a host address of a
+    process (the kernel a cudaLaunchKernel names), or None when unknown."""
     if len(r) == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY_DTYPES.items()})[GPU_COLUMNS]
     order = np.argsort(r["ts"], kind="stable")
@@ -63,6 +76,9 @@ def calls_table(r: np.ndarray, points, clock, comm) -> pd.DataFrame:
     handle = np.full(n, -1, dtype=np.int64)
     kind = np.full(n, -1, dtype=np.int64)
     retval_ok = np.zeros(n, dtype=bool)
+    stream = np.full(n, -1, dtype=np.int64)
+    kernel = np.full(n, None, dtype=object)
+    pids = df["pid"].to_numpy()
     for i, p in enumerate(points):
         m = (df["_point"] == i).to_numpy()
         if not m.any():
@@ -78,6 +94,19 @@ def calls_table(r: np.ndarray, points, clock, comm) -> pd.DataFrame:
         if s.direction:
             kind[m] = _eval(s.direction, cols)
         retval_ok[m] = s.handle != "ret" and (s.api != "opengl" or s.name == "eglSwapBuffers")
+        if s.api == "cuda" and s.name in STREAM_ARG:
+            stream[m] = args[m, STREAM_ARG[s.name]]
+        if s.category == "launch":
+            if s.name in GRAPH_ARG:
+                kernel[m] = [f"graph {a & 0xFFFFFFFFFFFFFFFF:#x}" for a in args[m, GRAPH_ARG[s.name]]]
+            else:
+                names = {}
+                for j in np.flatnonzero(m):
+                    key = (int(pids[j]), int(args[j, KERNEL_ARG[s.name]]) if s.name in KERNEL_ARG else 0)
+                    if key not in names:
+                        names[key] = (kernel_name(*key) if kernel_name and s.name in KERNEL_ARG else None) \
+                            or "unknown"
+                    kernel[j] = names[key]
     has_ret = df["_rts"].notna().to_numpy()
     rax = df["_rax"].fillna(0).to_numpy(np.int64)
     out = pd.DataFrame({
@@ -89,7 +118,9 @@ def calls_table(r: np.ndarray, points, clock, comm) -> pd.DataFrame:
         "duration_ns": pd.array((df["_rts"] - df["_ts"]).to_numpy(), dtype="Int64"),
         "retval": pd.array(rax.astype(np.int32).astype(np.int64), dtype="Int64"),
         "caller": df["caller"], "library": text_column(lib), "mechanism": text_column(mech),
+        "kernel": text_column(kernel), "stream": pd.array(stream, dtype="Int64"),
     })
+    out.loc[stream < 0, "stream"] = pd.NA
     out.loc[size < 0, "bytes"] = pd.NA
     out.loc[handle < 0, "handle"] = pd.NA
     out.loc[~(has_ret & retval_ok), "retval"] = pd.NA
@@ -150,4 +181,4 @@ def _frames(df: pd.DataFrame) -> pd.Series:
 _EMPTY_DTYPES = {"ts": "datetime64[ns]", "pid": "int64", "tid": "int64", "comm": object, "api": object,
                  "call": object, "category": object, "bytes": "Int64", "direction": object, "handle": "Int64",
                  "duration_ns": "Int64", "retval": "Int64", "frame": "Int64", "caller": "int64",
-                 "library": object, "mechanism": object}
+                 "library": object, "mechanism": object, "kernel": object, "stream": "Int64"}

@@ -7,7 +7,9 @@
  * it can run a single instruction of the new code) and user space continues it once it
  * has looked at the file and attached its probes: uprobes belong to the inode, so a file
  * probed once is probed in every process that maps it, and is never reported again.
- * The tracing process itself is never stopped (GPU_OWN_PID): it is reported only.
+ * The tracing process itself is never stopped (GPU_OWN_PID): it is reported only.  Every exec
+ * is reported (held only when the program is new), so that user space can read the new
+ * program's mappings: launched CUDA kernels are named from them.
  *
  * struct gpu_mapped and struct gpu_file are generated from probes/gpu/follow.py.
  */
@@ -32,9 +34,10 @@ static __always_inline int gpu_file_id(void *file, struct gpu_file *k)
     return 0;
 }
 
-static __always_inline void gpu_report(void *ctx, struct gpu_file *k, int fd, u64 addr, u32 kind)
+static __always_inline void gpu_report(void *ctx, struct gpu_file *k, int fd, u64 addr, u32 kind, int always)
 {
-    if (gpu_known.lookup(k))
+    int known = gpu_known.lookup(k) != NULL;
+    if (known && !always)
         return;
     u64 id = bpf_get_current_pid_tgid();
     struct gpu_mapped e = {};
@@ -46,7 +49,7 @@ static __always_inline void gpu_report(void *ctx, struct gpu_file *k, int fd, u6
     e.tid = (u32)id;
     e.fd = fd;
     e.kind = kind;
-    e.stopped = (id >> 32) != GPU_OWN_PID;
+    e.stopped = !known && (id >> 32) != GPU_OWN_PID;
     /* hold the process only if user space will hear of it (else it would stay stopped) */
     if (gpu_mapped_emit(ctx, &e, sizeof(e)) == 0 && e.stopped)
         bpf_send_signal(19);   /* SIGSTOP */
@@ -91,7 +94,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mmap)
     bpf_probe_read_kernel(&file, sizeof(file), fds + (u64)(u32)fd * 8);
     struct gpu_file k = {};
     if (gpu_file_id(file, &k) == 0)
-        gpu_report(args, &k, fd, (u64)args->ret, GPU_MAPPED_MMAP);
+        gpu_report(args, &k, fd, (u64)args->ret, GPU_MAPPED_MMAP, 0);
     return 0;
 }
 
@@ -105,6 +108,6 @@ int gpu_on_exec(struct bpf_raw_tracepoint_args *ctx)
     EBT_READ(file, bprm, BPRM_FILE);
     struct gpu_file k = {};
     if (gpu_file_id(file, &k) == 0)
-        gpu_report(ctx, &k, -1, 0, GPU_MAPPED_EXEC);
+        gpu_report(ctx, &k, -1, 0, GPU_MAPPED_EXEC, 1);   /* every exec: user space reads its maps */
     return 0;
 }

@@ -145,8 +145,9 @@ class Follower:
     ``attach(path, specs)`` to probe it when it holds calls, marks it known in the kernel, and
     continues the stopped processes."""
 
-    def __init__(self, specs, attach, known_map):
+    def __init__(self, specs, attach, known_map, on_process=None):
         self.specs, self._attach, self._known = list(specs), attach, known_map
+        self._on_process = on_process          # on_process(pid): called while the process is held
         self.seen: dict[tuple[int, int], Found | None] = {}
         self.found: list[Found] = []
         self.files_looked_at = 0
@@ -214,6 +215,8 @@ class Follower:
                         how = f"mapped by pid {pid}"
                     if path:
                         self.look_at(path, how, pid)
+                    if self._on_process is not None:
+                        self._on_process(pid)
                 except OSError:
                     pass                               # the process is gone
         finally:                                       # whatever happened, nobody stays stopped

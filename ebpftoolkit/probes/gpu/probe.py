@@ -12,7 +12,10 @@ from ...runtime.clock import MonotonicClock
 from ...runtime.layout import Layout, c_defines
 from ...runtime.links import cookies_supported
 from ...runtime.program import RawTracepoint, Uprobe
+from ...runtime.demangle import demangle
 from ...runtime.records import decode_str_array
+from ...runtime.symbols import read_exec_maps
+from ...runtime.symbols import resolve as resolve_ip
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
 from ...runtime.tracking import descendants
@@ -20,7 +23,7 @@ from ...runtime.x86 import PT_REGS_INDEX
 from ..standalone import StandaloneProbe
 from .catalogue import CATALOGUE, CallSpec, calls_for
 from .config import GpuConfig
-from .decode import GPU_COLUMNS, calls_table
+from .decode import GPU_COLUMNS, KERNEL_ARG, calls_table
 from .follow import BTF_MEMBERS, FILE_KEY, MAPPED, MAPPED_KINDS, Follower, mapped_files
 from .resolve import AttachPoint, find_libraries, point_at, resolve
 
@@ -95,6 +98,8 @@ class GpuTrace(StandaloneProbe):
         self._scope = None
         self._program = None
         self._follower: Follower | None = None
+        self._snaps: dict[int, list] = {}      # pid -> its executable mappings, newest first (kernel names)
+        self._symbol_files: dict = {}
 
     # -- attach points --------------------------------------------------
     def _wants_return(self, spec: CallSpec) -> bool:
@@ -195,6 +200,38 @@ class GpuTrace(StandaloneProbe):
     def on_records(self, stream, records) -> None:
         if stream == "gpu_mapped" and self._follower is not None:
             self._follower.on_records(records)
+        elif stream == "gpu_events" and self._launch_points:
+            # the host functions launches name are looked up in the process's maps while it runs
+            launch = np.isin(records["point"], list(self._launch_points)) & (records["kind"] == KINDS["ENTRY"])
+            for pid in np.unique(records["pid"][launch]):
+                sel = launch & (records["pid"] == pid)
+                arg = np.array([self._launch_points[int(p)] for p in records["point"][sel]])
+                ips = records["args"][sel][np.arange(len(arg)), arg].astype(np.uint64)
+                snaps = self._snaps.get(int(pid), [])
+                if not snaps or not np.logical_or.reduce([x.covers(ips) for x in snaps]).all():
+                    self._remember_maps(int(pid))
+
+    def _remember_maps(self, pid: int) -> None:
+        """Keep ``pid``'s executable mappings as they are now (at exec and at each new library, while the
+        process is held, and when a launch names an address not seen yet): launches are named from them."""
+        snap = read_exec_maps(pid)
+        if snap is not None:
+            self._snaps.setdefault(pid, []).insert(0, snap)
+
+    def _launch_specs(self) -> bool:
+        return any(s.name in KERNEL_ARG for s in calls_for(self.config.apis or known_apis()))
+
+    @property
+    def _launch_points(self) -> dict[int, int]:
+        """attach point index -> the argument holding the launched host function"""
+        return {i: KERNEL_ARG[p.spec.name] for i, p in enumerate(self._points or ()) if p.spec.name in KERNEL_ARG}
+
+    def _kernel_name(self, pid: int, address: int) -> str | None:
+        for snap in self._snaps.get(pid, ()):
+            _path, name, _status = resolve_ip(snap, address, self._symbol_files)
+            if name:
+                return demangle(name)
+        return None
 
     def uprobes(self):
         out = []
@@ -235,7 +272,8 @@ class GpuTrace(StandaloneProbe):
             return
         self._program = program
         specs = [s for s in calls_for(self.config.apis or known_apis()) if s.resolve == "symbol"]
-        f = self._follower = Follower(specs, self._attach_file, program.map("gpu_known", FILE_KEY.dtype, "u1"))
+        f = self._follower = Follower(specs, self._attach_file, program.map("gpu_known", FILE_KEY.dtype, "u1"),
+                                      on_process=self._remember_maps if self._launch_specs() else None)
         by_file: dict[str, list] = {}
         for p in self.points:
             by_file.setdefault(p.path, []).append(p.spec.api)
@@ -316,4 +354,8 @@ class GpuTrace(StandaloneProbe):
         internal = records.get("_internal")
         if internal is not None:
             self.internal_calls = int(internal[0])
-        return {"gpu": calls_table(r, self.points, clock, decode_str_array(r["comm"]) if len(r) else [])}
+        for pid in np.unique(r["pid"]) if len(r) and self._launch_points else ():   # still running: read now
+            if int(pid) not in self._snaps:
+                self._remember_maps(int(pid))
+        return {"gpu": calls_table(r, self.points, clock, decode_str_array(r["comm"]) if len(r) else [],
+                                   self._kernel_name)}
