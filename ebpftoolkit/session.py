@@ -232,6 +232,8 @@ class Session:
         col = self._collector
         raw: dict[str, np.ndarray] = {}
         try:
+            if self.program is not None:      # with what probes attached while recording (libraries followed)
+                self.metadata.attachments = [Attachment.from_dict(a) for a in self.program.attachments]
             tables, raw = self._build_tables(raw)
             lost, losses = self._lost_now(), self._loss_windows_now()
         finally:

@@ -164,10 +164,29 @@ def _gpu(gpu, t0_ns, max_rows, figs, t0) -> dict:
                    caller=lk["caller"].map(lambda h: "" if pd.isna(h) else f"{int(h):#x}"))
     for name, fn in (("frames", charts.frame_times), ("bytes", charts.bytes_moved), ("memory", charts.gpu_memory)):
         figs[name] = _image(fn(gpu, t0=t0), name)
+    launches = gpu[gpu["category"] == "launch"]
+    kernels = None
+    if "kernel" in gpu.columns and len(launches):
+        kernels = (launches.assign(kernel=launches["kernel"].fillna("unknown"))
+                   .groupby(["api", "call", "kernel"]).size().rename("launches").reset_index()
+                   .sort_values("launches", ascending=False))
     return {"latency": _table(lat, max_rows), "frames": _table(pd.DataFrame(stats), max_rows),
+            "kernels": _table(kernels, max_rows),
             "movement": _table(mv, max_rows), "leaks": _table(lk, max_rows, ["t (s)", "pid", "api", "call", "handle",
                                                                               "bytes", "age", "caller"]),
             "leaked_bytes": int(lk["bytes"].fillna(0).sum()), "calls": len(gpu), "frame_count": len(fr)}
+
+
+def _gpu_libraries(rec, max_rows) -> dict | None:
+    """The API libraries GpuTrace found and probed: where, how, in which processes."""
+    pm = rec.metadata.probes.get("gpu")
+    rows = (pm.details.get("libraries") if pm is not None else None) or []
+    if not rows:
+        return None
+    df = pd.DataFrame([{"file": r.get("path"), "apis": ", ".join(r.get("apis") or []), "calls probed": r.get("calls"),
+                        "found": r.get("how"), "processes": ", ".join(map(str, r.get("pids") or [])) or "none seen",
+                        "error": r.get("error", "")} for r in rows if isinstance(r, dict)])
+    return _table(df, max_rows)
 
 
 def _pmu(pmu, max_rows, figs, t0, cachegrind, min_interval) -> dict:
@@ -250,7 +269,8 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> 
             "lost": sorted(lost.items()), "lost_total": sum(lost.values()), "loss_windows": _table(lw, max_rows),
             "tables": sorted(rows.items()), "figs": figs, "errors": errors,
             "processes": _guard(errors, "processes", _processes, tables, t0_ns, max_rows, figs, t0, default={}),
-            "gpu": ctx_gpu, "pmu": _guard(errors, "pmu", _pmu, tables.get("pmu"), max_rows, figs, t0, cachegrind,
+            "gpu": ctx_gpu, "gpu_libraries": _guard(errors, "gpu", _gpu_libraries, rec, max_rows),
+            "pmu": _guard(errors, "pmu", _pmu, tables.get("pmu"), max_rows, figs, t0, cachegrind,
                                           pmu_bin, default={}),
             "syscalls": _guard(errors, "syscalls", _syscalls, tables, max_rows),
             **_guard(errors, "environment", _environment, rec, t0_ns, end_ns, max_rows, default=_NO_ENVIRONMENT)}

@@ -81,6 +81,9 @@ def test_a_wheels_runtime_dlopened_late_by_a_grandchild_is_exact_from_the_first_
     assert found["how"].startswith("mapped by pid") and found["calls"] > 0
     assert set(df["pid"]) <= set(found["pids"])
     assert s.recording.metadata.probes["gpu"].details["following"]["processes_held"] > 0
+    assert any(a.target == os.path.realpath(wheel) for a in s.metadata.attachments)      # in the attach points
+    doc = s.recording.to_html()
+    assert "Libraries probed" in doc and "mapped by pid" in doc and str(WHEEL_CUDART.name) in doc
 
 
 @bpf
@@ -114,6 +117,9 @@ def test_a_static_cuda_build_started_by_a_script_is_traced_without_binaries(tmp_
     assert got.get("cudaMemcpy", 0) == own["calls"]["cudaMemcpy"]
     assert got.get("cudaLaunchKernel", 0) == own["calls"]["kernel_launch"]
     assert _libraries(s)["cuda_ops_static"]["how"].startswith("exec'd by pid")
+    launches = s.tables["gpu"][s.tables["gpu"]["call"] == "cudaLaunchKernel"]
+    assert set(launches["kernel"]) == {"scale(float*, int, float)"}                    # workloads/gpu/cuda_ops.cu
+    assert "Kernels launched" in s.recording.to_html()
 
 
 @bpf
