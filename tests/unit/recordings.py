@@ -84,6 +84,11 @@ def gpu_table(rng, n, span, pids, hostile, p_na, durations, frees, frames):
         "retval": _int_na(rng, rng.integers(-2, 1, n), p_na),
         "frame": pd.array(np.zeros(n, int), dtype="Int64"), "caller": rng.integers(0, 1 << 40, n),
         "library": _text(rng, n, hostile), "mechanism": pd.Series(["exported symbol"] * n, dtype=object)})
+    if rng.random() < 0.8:           # recordings before the kernel/stream columns have neither
+        launch = (df["category"] == "launch").to_numpy()
+        names = _text(rng, n, hostile).to_numpy(object)
+        df["kernel"] = pd.Series(np.where(launch, names, None), dtype=object)
+        df["stream"] = _int_na(rng, rng.integers(0, 4, n), max(p_na, 0.5))
     is_frame = (df["category"] == "frame").astype(int)
     df["frame"] = pd.array((is_frame.groupby(df["pid"]).cumsum() - is_frame).to_numpy(), dtype="Int64")
     return df
