@@ -16,7 +16,8 @@ GPU_COLUMNS = ["ts", "pid", "tid", "comm", "api", "call", "category", "bytes", "
 STREAM_ARG = {"cudaLaunchKernel": 7, "cudaMemcpyAsync": 4, "cudaMemsetAsync": 3, "cudaMallocAsync": 2,
               "cudaFreeAsync": 1, "cudaEventRecord": 1, "cudaStreamWaitEvent": 0, "cudaStreamSynchronize": 0,
               "cudaGraphLaunch": 1, "cuLaunchKernel": 8, "cuMemcpyAsync": 3, "cuMemcpyHtoDAsync_v2": 3,
-              "cuMemcpyDtoHAsync_v2": 3, "cuStreamSynchronize": 0, "cuGraphLaunch": 1}
+              "cuMemcpyDtoHAsync_v2": 3, "cuStreamSynchronize": 0, "cuGraphLaunch": 1, "cudaMemcpy2DAsync": 7,
+              "cudaMemcpyPeerAsync": 5, "cuMemAllocAsync": 2, "cuMemFreeAsync": 1}
 #: the argument holding the host function a launch names (its symbol is the kernel's name)
 KERNEL_ARG = {"cudaLaunchKernel": 0, "cudaLaunchKernelExC": 1}
 #: launches of a graph: named by their graph handle
