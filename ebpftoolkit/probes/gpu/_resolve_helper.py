@@ -94,7 +94,13 @@ class _DeviceInfo(C.Structure):
 
 def resolve_vulkan(names):
     vk = C.CDLL("libvulkan.so.1")
-    app = _AppInfo(0, None, b"ebpftoolkit-resolve", 1, None, 0, (1 << 22) | (1 << 12))
+    # the newest API version the loader has, up to 1.3: with a 1.1 instance vkGetDeviceProcAddr returns
+    # NULL for 1.2/1.3 core functions (vkCmdBeginRendering, vkCmdPipelineBarrier2, vkQueueSubmit2...)
+    loader = C.c_uint32(1 << 22)
+    if hasattr(vk, "vkEnumerateInstanceVersion"):
+        vk.vkEnumerateInstanceVersion(C.byref(loader))
+    version = min(loader.value & ~0xFFF, (1 << 22) | (3 << 12))
+    app = _AppInfo(0, None, b"ebpftoolkit-resolve", 1, None, 0, version)
     inst_info = _InstanceInfo(1, None, 0, C.addressof(app), 0, None, 0, None)
     inst = C.c_void_p()
     if vk.vkCreateInstance(C.byref(inst_info), None, C.byref(inst)) != 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
@@ -151,7 +152,9 @@ def _driver_functions(api: str, names: tuple[str, ...]) -> tuple[dict, str | Non
     """Driver functions behind the API's dispatch, from a helper process (cached on disk)."""
     entry_libs = [p for so in _ENTRY_LIBS.get(api, ()) for p in find_libraries(so)]
     icds = sorted(glob.glob("/usr/share/vulkan/icd.d/*.json") + glob.glob("/etc/vulkan/icd.d/*.json"))
-    key = [api, list(names), {k: os.environ.get(k) for k in _DRIVER_ENV}, entry_libs, icds]
+    helper = Path(__file__).with_name("_resolve_helper.py").read_bytes()
+    key = [api, list(names), {k: os.environ.get(k) for k in _DRIVER_ENV}, entry_libs, icds,
+           hashlib.sha256(helper).hexdigest()]            # a changed helper finds other functions
 
     def files(value):
         found = [w["path"] for r in value[0].values() for w in r.values() if w]
