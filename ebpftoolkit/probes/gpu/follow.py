@@ -68,7 +68,7 @@ def matching_specs(path: str, specs) -> list:
         return []
     cands = []
     for s in specs:
-        same_file = any(os.sep in lib and _same(lib, st) for lib in s.libraries)
+        same_file = any(os.sep in lib and _same(lib, st) for lib in s.libraries)   # add_call(library=path)
         if same_file or (ident.soname and _in_family(ident.soname, s.libraries)) or \
                 (ident.executable and (s.api == "cuda" or s.api not in _STANDARD)):
             cands.append(s)
@@ -90,10 +90,9 @@ def matching_specs(path: str, specs) -> list:
 
 def _same(path: str, st: os.stat_result) -> bool:
     try:
-        other = os.stat(path)
+        return os.path.samestat(os.stat(path), st)
     except OSError:
         return False
-    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def mapped_files(pid: int) -> list[str]:
@@ -109,17 +108,23 @@ def mapped_files(pid: int) -> list[str]:
         parts = line.split(None, 5)
         if len(parts) == 6 and "x" in parts[1] and parts[5].startswith("/"):
             out.append(parts[5])
-    return [p for p in dict.fromkeys(_openable(pid, p) for p in out) if p]
+    root = _root_of(pid)
+    return [p for p in dict.fromkeys(_openable(pid, p, root) for p in dict.fromkeys(out)) if p]
 
 
-def _openable(pid: int, path: str) -> str | None:
-    if path.endswith(" (deleted)"):
-        return None
+def _root_of(pid: int) -> str | None:
+    """The empty string when ``pid`` sees our root, else the prefix that reaches its files; None if gone."""
     root = f"/proc/{pid}/root"
     try:
-        if os.path.samefile(root, "/"):
-            return path if os.path.exists(path) else None
+        return "" if os.path.samefile(root, "/") else root
     except OSError:
+        return None
+
+
+def _openable(pid: int, path: str, root: str | None = None) -> str | None:
+    """``path`` as the process ``pid`` sees it, as a path this process can open (None: gone, deleted)."""
+    root = _root_of(pid) if root is None else root
+    if root is None or path.endswith(" (deleted)"):
         return None
     inside = root + path
     return inside if os.path.exists(inside) else None

@@ -279,11 +279,11 @@ class GpuTrace(StandaloneProbe):
             by_file.setdefault(p.path, []).append(p.spec.api)
         for path, apis in by_file.items():
             f.add_start_file(path, apis, len(apis), "at start (linker cache, binaries=, libraries=)")
-        for s in calls_for(self.config.apis or known_apis()):      # the API's other files: stubs, loaders
-            for lib in s.libraries:
-                for path in ([lib] if os.sep in lib else find_libraries(lib)):
-                    if path not in by_file:
-                        f.add_start_file(path, [s.api], 0, "")
+        libs = {(s.api, lib) for s in calls_for(self.config.apis or known_apis()) for lib in s.libraries}
+        for api, lib in sorted(libs):                                  # the API's other files: stubs, loaders
+            for path in ([lib] if os.sep in lib else find_libraries(lib)):
+                if path not in by_file:
+                    f.add_start_file(path, [api], 0, "")
         for pid in self._running_targets():
             for path in mapped_files(pid):
                 f.look_at(path, f"mapped by pid {pid} when the session started", pid)
