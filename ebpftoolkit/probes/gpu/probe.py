@@ -98,6 +98,7 @@ class GpuTrace(StandaloneProbe):
         self._scope = None
         self._program = None
         self._follower: Follower | None = None
+        self._late_notes: list[str] = []          # what went wrong while following, said at the end
         self._snaps: dict[int, list] = {}      # pid -> its executable mappings, newest first (kernel names)
         self._symbol_files: dict = {}
 
@@ -166,7 +167,9 @@ class GpuTrace(StandaloneProbe):
             for a in f.apis:
                 if f.pids:
                     loaded.setdefault(a, set()).add(f.path)
-        out = []
+        out = [f"gpu: {n}" for n in self._late_notes]
+        out += [f"gpu: {f.path} holds {', '.join(f.apis)} calls but could not be probed: {f.error}"
+                for f in (self._follower.found if self._follower else []) if f.error]
         looked = self._follower.files_looked_at if self._follower else 0
         seen = f"{looked} files mapped by the traced processes were looked at" if self._follower else \
             "libraries loaded while recording were not followed"
@@ -304,7 +307,13 @@ class GpuTrace(StandaloneProbe):
         program = self._program
         start = len(self._points)
         new = [p for p in (point_at(s, path, "symbol in a file the traced process maps") for s in specs) if p]
-        new = new[:max(0, self._max_points - start)]
+        room = max(0, self._max_points - start)
+        if len(new) > room:
+            note = (f"{len(new) - room} calls in {path} were not probed: the session's room for attach points "
+                    f"found while recording ({FOLLOW_HEADROOM}) is used up")
+            if note not in self._late_notes:
+                self._late_notes.append(note)
+            new = new[:room]
         if not new:
             return 0
         table = program.map("gpu_points", "u4", POINT.dtype)
