@@ -182,3 +182,16 @@ def test_an_api_that_nothing_loaded_says_so():
     assert any("no traced process loaded a library of it" in n for n in notes), notes
     assert "no traced process loaded a library of it" in s.recording.summary()
     assert "no traced process loaded a library of it" in s.recording.to_html()
+
+
+@bpf
+def test_calls_left_unprobed_when_the_room_is_used_up_are_said(wheel, monkeypatch):
+    from ebpftoolkit.probes.gpu import probe as gpu_probe
+    monkeypatch.setattr(gpu_probe, "FOLLOW_HEADROOM", 2)         # room for 2 attach points found while recording
+    s = Session(GpuTrace(["cuda"]), descendants_of="command")
+    with pytest.warns(DecodeWarning, match="room for attach points"):
+        with s:
+            _run(s, [sys.executable, PROG, wheel, "--mallocs", "2"])
+    found = _libraries(s)["libcudart.so.12"]
+    assert found["calls"] == 2
+    assert any("were not probed" in n and "libcudart.so.12" in n for n in s.recording.metadata.notes)
