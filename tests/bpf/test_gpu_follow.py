@@ -10,6 +10,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,13 +186,20 @@ def test_an_api_that_nothing_loaded_says_so():
 
 
 @bpf
-def test_calls_left_unprobed_when_the_room_is_used_up_are_said(wheel, monkeypatch):
+def test_calls_left_unprobed_when_the_room_is_used_up_are_said(wheel, monkeypatch, tmp_path):
     from ebpftoolkit.probes.gpu import probe as gpu_probe
     monkeypatch.setattr(gpu_probe, "FOLLOW_HEADROOM", 2)         # room for 2 attach points found while recording
+    copy = tmp_path / "libcudart.so.12"                          # another file (inode) of the same runtime
+    shutil.copy(wheel, copy)
     s = Session(GpuTrace(["cuda"]), descendants_of="command")
     with pytest.warns(DecodeWarning, match="room for attach points"):
         with s:
             _run(s, [sys.executable, PROG, wheel, "--mallocs", "2"])
-    found = _libraries(s)["libcudart.so.12"]
-    assert found["calls"] == 2
-    assert any("were not probed" in n and "libcudart.so.12" in n for n in s.recording.metadata.notes)
+            _run(s, [sys.executable, PROG, copy, "--mallocs", "2"])   # the room stays used up
+    libs = s.recording.metadata.probes["gpu"].details["libraries"]
+    by_path = {f["path"]: f for f in libs}
+    assert by_path[os.path.realpath(wheel)]["calls"] == 2 and by_path[str(copy)]["calls"] == 0
+    assert not [f for f in libs if f.get("error")], libs
+    notes = s.recording.metadata.notes
+    assert any("were not probed" in n and os.path.realpath(wheel) in n for n in notes), notes
+    assert any("were not probed" in n and str(copy) in n for n in notes), notes

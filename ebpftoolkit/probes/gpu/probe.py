@@ -93,6 +93,7 @@ class GpuTrace(StandaloneProbe):
         self.use_cookies = cookies and cookies_supported()
         self.following = follow and self.use_cookies
         self._points: list[AttachPoint] | None = None
+        self._max_points = 0                      # set when the attach points are resolved
         self.notes: list[str] = []
         self.internal_calls = 0
         self._scope = None
@@ -134,6 +135,7 @@ class GpuTrace(StandaloneProbe):
         elif not points and not self.following:
             raise ProbeNotSupportedError("no GPU API library was found on this machine")
         self._points, self.notes = points, notes
+        self._max_points = len(points) + (FOLLOW_HEADROOM if self.following else 0)   # the BPF array's size
 
     @property
     def points(self) -> list[AttachPoint]:
@@ -203,12 +205,12 @@ class GpuTrace(StandaloneProbe):
     def on_records(self, stream, records) -> None:
         if stream == "gpu_mapped" and self._follower is not None:
             self._follower.on_records(records)
-        elif stream == "gpu_events" and self._launch_points:
+        elif stream == "gpu_events" and (points := self._launch_points):
             # the host functions launches name are looked up in the process's maps while it runs
-            launch = np.isin(records["point"], list(self._launch_points)) & (records["kind"] == KINDS["ENTRY"])
+            launch = np.isin(records["point"], list(points)) & (records["kind"] == KINDS["ENTRY"])
             for pid in np.unique(records["pid"][launch]):
                 sel = launch & (records["pid"] == pid)
-                arg = np.array([self._launch_points[int(p)] for p in records["point"][sel]])
+                arg = np.array([points[int(p)] for p in records["point"][sel]])
                 ips = records["args"][sel][np.arange(len(arg)), arg].astype(np.uint64)
                 snaps = self._snaps.get(int(pid), [])
                 if not snaps or not np.logical_or.reduce([x.covers(ips) for x in snaps]).all():
@@ -327,11 +329,8 @@ class GpuTrace(StandaloneProbe):
         program.attach_uprobes(ups)
         return len(new)
 
-    @property
-    def _max_points(self) -> int:
-        return len(self.points) + (FOLLOW_HEADROOM if self.following else 0)
-
     def bpf_text(self) -> str:
+        self._resolve()
         head = (f"#define GPU_MAX_POINTS {max(self._max_points, 1)}\n#define GPU_COOKIES {int(self.use_cookies)}\n"
                 + c_defines(KINDS, "GPU_") + EVENT.c_decl() + POINT.c_decl())
         lines = [head + source_beside(__file__, "gpu.bpf.c")]
