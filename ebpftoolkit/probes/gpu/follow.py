@@ -177,19 +177,19 @@ class Follower:
                 if f:
                     self.found.append(f)
 
-    def look_at(self, path: str, how: str, pid: int | None = None) -> None:
-        """Look at ``path`` (mapped by a traced process, or found in its maps at start)."""
+    def look_at(self, path: str, how: str, pid: int | None = None) -> Found | None:
+        """Look at ``path`` (mapped by a traced process, or found in its maps at start); what it holds."""
         try:
             key = file_key(os.stat(path))
         except OSError:
-            return
+            return None
         with self._lock:
             if key in self.seen:
                 f = self.seen[key]
                 if f is not None and pid is not None and pid not in f.pids:
                     f.pids.append(pid)
                 self.mark_known(key)
-                return
+                return f
             self.files_looked_at += 1
             specs = matching_specs(path, self.specs)
             f = None
@@ -202,6 +202,7 @@ class Follower:
                 self.found.append(f)
             self.seen[key] = f
             self.mark_known(key)
+            return f
 
     def on_records(self, recs) -> None:
         """A batch of gpu_mapped records: look at every file, then continue every stopped process."""
@@ -218,9 +219,10 @@ class Follower:
                     else:
                         path = _path_of(pid, int(r["fd"]), (int(r["dev"]), int(r["ino"])))
                         how = f"mapped by pid {pid}"
-                    if path:
-                        self.look_at(path, how, pid)
-                    if self._on_process is not None:
+                    found = self.look_at(path, how, pid) if path else None
+                    # while it is held, or when it runs a program that holds calls (a static runtime):
+                    # bounded by the files seen, not by the number of execs
+                    if self._on_process is not None and (r["stopped"] or found is not None):
                         self._on_process(pid)
                 except OSError:
                     pass                               # the process is gone
