@@ -150,7 +150,8 @@ def _gpu(gpu, t0_ns, max_rows, figs, t0) -> dict:
         ft = g["frame_time"].dropna().dt.total_seconds() * 1e3
         if len(ft):
             stats.append({"pid": pid, "frames": len(g), "mean ms": ft.mean(), "p50 ms": ft.median(),
-                          "p95 ms": ft.quantile(0.95), "max ms": ft.max(), "fps": 1e3 / ft.mean() if ft.mean() > 0 else float("nan"),   # frames of no duration: no rate
+                          "p95 ms": ft.quantile(0.95), "max ms": ft.max(),
+                          "fps": 1e3 / ft.mean() if ft.mean() > 0 else float("nan"),   # frames of no duration
                           "draws/frame": g["draws"].mean(), "MB up/frame": g["bytes_up"].mean() / 1e6})
     moved = gpu[gpu["direction"].notna() & gpu["bytes"].notna()]
     mv = (moved.assign(b=moved["bytes"].astype("int64")).groupby(["api", "direction"])

@@ -100,14 +100,15 @@ def calls_table(r: np.ndarray, points, clock, comm, kernel_name=None) -> pd.Data
         if s.category == "launch":
             if s.name in GRAPH_ARG:
                 kernel[m] = [f"graph {a & 0xFFFFFFFFFFFFFFFF:#x}" for a in args[m, GRAPH_ARG[s.name]]]
-            else:
-                names = {}
+            elif s.name in KERNEL_ARG and kernel_name is not None:
+                names = {}                   # (pid, host function) -> name, looked up once each
                 for j in np.flatnonzero(m):
-                    key = (int(pids[j]), int(args[j, KERNEL_ARG[s.name]]) if s.name in KERNEL_ARG else 0)
+                    key = (int(pids[j]), int(args[j, KERNEL_ARG[s.name]]))
                     if key not in names:
-                        names[key] = (kernel_name(*key) if kernel_name and s.name in KERNEL_ARG else None) \
-                            or "unknown"
+                        names[key] = kernel_name(*key) or "unknown"
                     kernel[j] = names[key]
+            else:                            # driver-API launches, other APIs: never a guess
+                kernel[m] = "unknown"
     has_ret = df["_rts"].notna().to_numpy()
     rax = df["_rax"].fillna(0).to_numpy(np.int64)
     out = pd.DataFrame({
