@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import BTFError
 from .libbpf import INT_BOOL, INT_SIGNED, KIND, Btf, BtfMember, LibbpfError
 
-__all__ = ["member_offset", "member_offsets", "struct_dtype", "VMLINUX_BTF"]
+__all__ = ["member_offset", "member_offsets", "struct_dtype", "type_dtype", "find_struct_with_members", "VMLINUX_BTF"]
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 _STRUCT, _UNION, _INT = KIND["STRUCT"], KIND["UNION"], KIND["INT"]
@@ -96,21 +96,38 @@ def member_offsets(spec: dict[str, tuple[str, str]], path: str | Path = VMLINUX_
 
 
 def struct_dtype(btf: Btf, name: str) -> np.dtype:
-    """numpy structured dtype of ``struct name``, with BTF's field offsets and size.
+    """numpy structured dtype of ``struct name`` (or ``union name``), with BTF's field offsets and size.
 
     Integers (1/2/4/8 bytes), enums (their size; signed if BTF says so), floats, pointers (u8), ``char``
-    arrays (``S<n>``), other arrays (subarrays) and nested structs (nested dtypes; anonymous ones have
-    their fields merged in, as C does).  Unions and bit fields raise BTFError.
+    arrays (``S<n>``), other arrays (subarrays), nested structs (nested dtypes; anonymous ones have
+    their fields merged in, as C does) and unions (their members overlap at the union's offset, as
+    in C: each member is a field).  Bit fields raise BTFError.
     """
     try:
         type_id = btf.find(name, _STRUCT)
+        what = "struct"
     except LibbpfError:
         try:
-            btf.find(name, _UNION)
+            type_id, what = btf.find(name, _UNION), "union"
         except LibbpfError:
             raise BTFError(f"struct {name} is not in the BTF of {btf.source}") from None
-        raise BTFError(f"{name} is a union: struct_dtype does not decode unions yet") from None
-    return _dtype(btf, type_id, f"struct {name}")
+    return _dtype(btf, type_id, f"{what} {name}")
+
+
+def type_dtype(btf: Btf, type_id: int, where: str = "") -> np.dtype:
+    """numpy dtype of BTF type ``type_id`` (as :func:`struct_dtype`; also plain integers, arrays...)."""
+    return _dtype(btf, type_id, where or f"type {type_id} of {btf.source}")
+
+
+def find_struct_with_members(btf: Btf, names: list[str]) -> int | None:
+    """Id of the struct whose members are exactly ``names`` in order (the last such, as a program's
+    own types come after the headers'), or None."""
+    want, found = list(names), None
+    for type_id in range(1, btf.type_count):
+        t = btf.type(type_id)
+        if t.kind == _STRUCT and len(t.members) == len(want) and [m.name for m in t.members] == want:
+            found = type_id
+    return found
 
 
 def _dtype(btf: Btf, type_id: int, where: str) -> np.dtype:
@@ -134,12 +151,12 @@ def _dtype(btf: Btf, type_id: int, where: str) -> np.dtype:
         if e.kind == _INT and e.size == 1 and e.name == "char":
             return np.dtype(f"S{n}")
         return np.dtype((_dtype(btf, elem, f"{where}[]"), (n,)))
-    if kind == "STRUCT":
+    if kind in ("STRUCT", "UNION"):
         names, formats, offsets = [], [], []
         _fields(btf, t, 0, where, names, formats, offsets)
+        if not names:
+            raise BTFError(f"{where} has no members: it has no numpy dtype")
         return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": t.size})
-    if kind == "UNION":
-        raise BTFError(f"{where} is a union: struct_dtype does not decode unions yet")
     raise BTFError(f"{where} has type {kind} {t.name!r}, which has no numpy dtype")
 
 
@@ -149,7 +166,7 @@ def _fields(btf: Btf, t, base: int, where: str, names: list, formats: list, offs
         if _bitfield(btf, m):
             raise BTFError(f"{at} is a bit field: struct_dtype cannot decode bit fields")
         inner = btf.type(btf.resolve(m.type))
-        if not m.name and inner.kind == _STRUCT:
+        if not m.name and inner.kind in (_STRUCT, _UNION):
             _fields(btf, inner, base + m.bit_offset // 8, where, names, formats, offsets)
             continue
         names.append(m.name)

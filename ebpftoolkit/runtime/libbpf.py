@@ -71,6 +71,7 @@ def _lib() -> ctypes.CDLL:
     sigs = {
         "btf__parse": (c_void_p, [c_char_p, c_void_p]),
         "btf__load_vmlinux_btf": (c_void_p, []),
+        "btf__load_from_kernel_by_id": (c_void_p, [c_uint32]),
         "btf__free": (None, [c_void_p]),
         "btf__find_by_name_kind": (c_int32, [c_void_p, c_char_p, c_uint32]),
         "btf__type_by_id": (c_void_p, [c_void_p, c_uint32]),
@@ -167,6 +168,12 @@ class Btf:
     def vmlinux(cls) -> "Btf":
         """The running kernel's BTF (libbpf tries /sys/kernel/btf/vmlinux, then vmlinux images)."""
         return cls(_call_ptr("btf__load_vmlinux_btf", _lib().btf__load_vmlinux_btf), "vmlinux")
+
+    @classmethod
+    def from_kernel_id(cls, btf_id: int) -> "Btf":
+        """A BTF object the kernel holds (a loaded program's or map's ``btf_id``; BCC loads one per module)."""
+        return cls(_call_ptr(f"btf__load_from_kernel_by_id({btf_id})", _lib().btf__load_from_kernel_by_id,
+                             int(btf_id)), f"kernel BTF id {btf_id}")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "Btf":

@@ -33,10 +33,13 @@ class _InfoAttr(ctypes.Structure):
 
 
 class MapInfo(ctypes.Structure):
-    """The head of ``struct bpf_map_info``."""
+    """The head of ``struct bpf_map_info`` (uapi linux/bpf.h), up to the BTF type ids of key and value."""
     _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
                 ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
-                ("name", ctypes.c_char * 16)]
+                ("name", ctypes.c_char * 16), ("ifindex", ctypes.c_uint32),
+                ("btf_vmlinux_value_type_id", ctypes.c_uint32), ("netns_dev", ctypes.c_uint64),
+                ("netns_ino", ctypes.c_uint64), ("btf_id", ctypes.c_uint32), ("btf_key_type_id", ctypes.c_uint32),
+                ("btf_value_type_id", ctypes.c_uint32)]
 
 
 def map_info(fd: int) -> MapInfo:

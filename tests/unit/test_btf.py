@@ -326,7 +326,7 @@ def test_missing_kernel_member():
         btf.member_offset("no_such_struct", "x")
 
 
-def test_bitfields_and_unions_refused(prog_o):
+def test_bitfields_refused_unions_overlap(prog_o):
     for member in ("a", "b"):
         with pytest.raises(BTFError, match=f"with_bits.{member} is a bit field"):
             btf.member_offset("with_bits", member, prog_o)
@@ -334,10 +334,15 @@ def test_bitfields_and_unions_refused(prog_o):
     with Btf.from_file(prog_o) as b:
         with pytest.raises(BTFError, match=r"with_bits\.a is a bit field"):
             btf.struct_dtype(b, "with_bits")
-        with pytest.raises(BTFError, match=r"with_union\.u is a union"):
-            btf.struct_dtype(b, "with_union")
-        with pytest.raises(BTFError, match="just_union is a union"):
-            btf.struct_dtype(b, "just_union")
+        # unions decode as C lays them out: every member a field, all at the union's offset
+        wu = btf.struct_dtype(b, "with_union")
+        assert (wu.names, wu["u"].names, wu.fields["u"][1], wu.itemsize) == (("a", "u"), ("i", "f"), 4, 8)
+        assert wu["u"].fields["i"][1] == wu["u"].fields["f"][1] == 0
+        rec = np.zeros(1, wu)
+        rec["u"]["f"] = 1.5
+        assert rec["u"]["i"][0] == np.array([1.5], "f4").view("u4")[0]
+        ju = btf.struct_dtype(b, "just_union")
+        assert (ju.names, ju.itemsize, ju["l"], ju.fields["i"][1]) == (("i", "l"), 8, np.dtype("u8"), 0)
 
 
 def test_libbpf_missing(monkeypatch):
