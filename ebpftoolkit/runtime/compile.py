@@ -11,7 +11,7 @@ from ..errors import BccMissingError, KernelHeadersError, NotRootError, ProbeCom
 from .headers import kernel_headers_fix
 from .privilege import ROOT_FIX
 
-__all__ = ["import_bcc", "compile_module", "classify_compile_error"]
+__all__ = ["import_bcc", "compile_module", "compile_module_with_log", "classify_compile_error", "capture_output"]
 
 
 def import_bcc():
@@ -27,7 +27,7 @@ def import_bcc():
 
 
 @contextlib.contextmanager
-def _capture_output():
+def capture_output():
     """Collect what libbcc/clang write to file descriptors 1 and 2 while compiling."""
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         for stream in (sys.stdout, sys.stderr):
@@ -70,13 +70,19 @@ def classify_compile_error(log: str, exc: Exception) -> Exception:
 
 def compile_module(text: str, cflags=()):
     """``bcc.BPF(text=...)``: the compiled and loaded module, or the typed error of why not."""
+    return compile_module_with_log(text, cflags)[0]
+
+
+def compile_module_with_log(text: str, cflags=(), debug: int = 0, classify=classify_compile_error):
+    """(module, what libbcc and clang printed); ``debug``: BCC's debug flags (DEBUG_PREPROCESSOR, 0x4,
+    prints the source as BCC rewrote it); ``classify(log, exc)`` makes the error raised on failure."""
     bcc = import_bcc()
-    with _capture_output() as log:
+    with capture_output() as log:
         try:
-            module = bcc.BPF(text=text.encode(), cflags=list(cflags))
+            module = bcc.BPF(text=text.encode(), cflags=list(cflags), debug=debug)
             err = None
         except Exception as exc:  # BCC raises bare Exception for compile/verifier failures
             err = exc
     if err is not None:
-        raise classify_compile_error(log[0] if log else "", err) from err
-    return module
+        raise classify(log[0] if log else "", err) from err
+    return module, log[0] if log else ""

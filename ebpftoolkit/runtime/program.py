@@ -29,7 +29,7 @@ from .streams import StreamSpec, unbatch
 from .tracefs import ensure_tracefs
 from .transport import TRANSPORTS
 
-__all__ = ["RawTracepoint", "Uprobe", "BpfProgram", "LOADED_PROGRAM_IDS"]
+__all__ = ["RawTracepoint", "Uprobe", "BpfProgram", "LOADED_PROGRAM_IDS", "dump_xlated", "prog_id"]
 
 #: ids of every BPF program this process loaded (the tests check that none outlives its session)
 LOADED_PROGRAM_IDS: set[int] = set()
@@ -77,6 +77,8 @@ class BpfProgram:
         self.detached = False
         self._flushed: set[str] = set()
         self._lock = threading.RLock()
+        self._adopted: dict[str, tuple] = {}   # stream -> (reader, kernel-side lost counter): other objects' streams
+        self._closers: list = []               # other BPF objects of the session (users' own), closed with this one
 
     @property
     def attachments(self) -> list[dict]:
@@ -111,7 +113,7 @@ class BpfProgram:
     def _remember_ids(self) -> None:
         for fn in self._module.funcs.values():
             try:
-                LOADED_PROGRAM_IDS.add(_prog_id(fn.fd))
+                LOADED_PROGRAM_IDS.add(prog_id(fn.fd))
             except (OSError, ProbeStateError):
                 pass
 
@@ -192,6 +194,24 @@ class BpfProgram:
                 f"could not attach {'a uretprobe' if u.ret else 'a uprobe'} to {u.path} at {u.vaddr:#x}: {exc}. "
                 "Check that the file still exists and `ebpftoolkit doctor` reports uprobes available") from exc
 
+    # -- other BPF objects of the session (users' own programs) -----------
+    def add_link(self, link: Link) -> Link:
+        """An attachment made by another BPF object of the session: detached with this program's own
+        (so that nothing is produced after the last drain) and listed in its attachments."""
+        return self._add(link)
+
+    def adopt_stream(self, spec: StreamSpec, reader, kernel_lost=None) -> None:
+        """Drain another object's stream with this program's: ``reader`` has ``drain()``, ``lost`` (user
+        side) and ``close()``; ``kernel_lost()`` counts what the kernel side could not hand over."""
+        with self._lock:
+            if spec.name in self.streams:
+                raise ProbeConfigError(f"two record streams are called {spec.name!r}")
+            self.streams[spec.name] = spec
+            self._adopted[spec.name] = (reader, kernel_lost)
+
+    def add_closer(self, fn) -> None:   # fn() runs when this program closes, after the adopted streams
+        self._closers.append(fn)
+
     def set_recording(self, on: bool) -> None:
         """Flip the programs' recording switch (``ebt_state`` in common.h)."""
         self.map("ebt_state", "u4", "u4").update(0, 1 if on else 0)
@@ -211,6 +231,12 @@ class BpfProgram:
             self._transport.close()
             for link in self.links + self._counters:
                 link.close()
+            for reader, _lost in self._adopted.values():
+                reader.close()
+            self._adopted.clear()
+            closers, self._closers = self._closers, []
+            for fn in closers:
+                fn()
             self._maps.clear()
             if self._module is not None:
                 try:
@@ -312,6 +338,8 @@ class BpfProgram:
 
     def drain(self, name: str) -> np.ndarray:
         spec = self.streams[name]
+        if name in self._adopted:
+            return self._adopted[name][0].drain()
         recs = self._transport.drain(name)
         if spec.kernel_batch and self.transport == "ringbuf":
             recs = unbatch(recs, spec)
@@ -326,6 +354,10 @@ class BpfProgram:
 
     def lost(self, name: str) -> int:
         """Records of stream ``name`` lost so far: kernel-side plus user-side."""
+        if name in self._adopted:
+            reader, kernel_lost = self._adopted[name]
+            return int(reader.lost) + (int(kernel_lost()) if kernel_lost is not None and self._module is not None
+                                       else 0)
         total = self._transport.lost(name)
         if self._module is not None:
             total += self.counter(f"{name}_lost")
@@ -339,21 +371,27 @@ class BpfProgram:
         """The kernel's translated instructions of every loaded program (via bpftool)."""
         if self._module is None:
             raise ProbeStateError("load the probe first: the translated program exists only once loaded")
-        out = []
-        for name, fn in self._module.funcs.items():
-            prog_id = _prog_id(fn.fd)
-            try:
-                res = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(prog_id)],
-                                     capture_output=True, text=True, check=True)
-            except FileNotFoundError:
-                raise ProbeStateError("bpftool is not installed: apt-get install bpftool") from None
-            except subprocess.CalledProcessError as exc:
-                raise ProbeStateError(f"bpftool failed for {name}: {exc.stderr.strip()}") from None
-            out.append(f"// program {name.decode() if isinstance(name, bytes) else name} (id {prog_id})\n{res.stdout}")
-        return "\n".join(out)
+        return dump_xlated({(n.decode() if isinstance(n, bytes) else n): fn.fd for n, fn in self._module.funcs.items()})
 
 
-def _prog_id(fd: int) -> int:
+def dump_xlated(prog_fds: dict[str, int]) -> str:
+    """``bpftool prog dump xlated`` of each ``{name: program fd}``, one after another."""
+    out = []
+    for name, fd in prog_fds.items():
+        prog_id = prog_id(fd)
+        try:
+            res = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(prog_id)],
+                                 capture_output=True, text=True, check=True)
+        except FileNotFoundError:
+            raise ProbeStateError("bpftool is not installed: apt-get install bpftool") from None
+        except subprocess.CalledProcessError as exc:
+            raise ProbeStateError(f"bpftool failed for {name}: {exc.stderr.strip()}") from None
+        out.append(f"// program {name} (id {prog_id})\n{res.stdout}")
+    return "\n".join(out)
+
+
+def prog_id(fd: int) -> int:
+    """The kernel's id of the BPF program behind ``fd``."""
     with open(f"/proc/self/fdinfo/{fd}") as f:
         m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
     if not m:
