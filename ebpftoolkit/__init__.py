@@ -1,6 +1,7 @@
 """ebpftoolkit: exploratory eBPF profiling from notebooks.
 
-Probes (ExecSnoop, GpuTrace, PmuCounters, PmuSampler, SyscallTrace) record into a
+Probes (ExecSnoop, GpuTrace, PmuCounters, PmuSampler, SyscallTrace, and CustomProbe for your own
+BPF programs) record into a
 Session; stopping it gives a Recording (tables as pandas DataFrames, loss counts,
 typed metadata) that saves, loads and renders.  ``doctor()`` says what this machine
 can trace.  Importing the package is cheap: everything else loads when first used.
@@ -9,7 +10,7 @@ from .version import __version__  # noqa: E402
 from .doctor import doctor  # noqa: E402  (ctypes only; the function shadows the module name, as before)
 from .errors import EbpfToolkitError  # noqa: E402
 
-__all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "Session", "Recording",
+__all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "CustomProbe", "Session", "Recording",
            "doctor", "EbpfToolkitError", "LostEventsWarning", "__version__"]
 
 def __getattr__(name):
@@ -24,6 +25,8 @@ def __getattr__(name):
         from .probes.pmu import PmuCounters as value
     elif name == "PmuSampler":
         from .probes.pmu import PmuSampler as value
+    elif name == "CustomProbe":
+        from .probes.custom import CustomProbe as value
     elif name in ("Session", "LostEventsWarning"):
         from . import session
         value = getattr(session, name)

@@ -4,7 +4,7 @@ a frozen configuration dataclass (``config.py``) and the probe class (``probe.py
 Importing this package (or a family's ``config``) is cheap: the probe classes, which
 need the runtime, are imported when first asked for.
 """
-__all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "Probe"]
+__all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "CustomProbe", "Probe"]
 
 def __getattr__(name):
     if name == "ExecSnoop":
@@ -16,6 +16,8 @@ def __getattr__(name):
     elif name in ("PmuCounters", "PmuSampler"):
         from . import pmu
         value = getattr(pmu, name)
+    elif name == "CustomProbe":
+        from .custom import CustomProbe as value
     elif name == "Probe":
         from .base import Probe as value
     else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from .config import CONFIG_CLASSES, ProbeConfig
+from .custom.config import CustomConfig
 from .execsnoop.config import ExecConfig
 from .gpu.config import GpuConfig
 from .pmu.config import PmuConfig, SamplerConfig
 from .syscalls.config import SyscallConfig
 
-__all__ = ["ExecConfig", "GpuConfig", "PmuConfig", "SamplerConfig", "SyscallConfig", "config_from_dict"]
+__all__ = ["CustomConfig", "ExecConfig", "GpuConfig", "PmuConfig", "SamplerConfig", "SyscallConfig", "config_from_dict"]
 
 
 def config_from_dict(kind: str, d: dict) -> ProbeConfig | None:
