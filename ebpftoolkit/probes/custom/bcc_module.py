@@ -23,7 +23,7 @@ from ...runtime.libbpf import Btf, LibbpfError
 from ...runtime.links import CallbackLink, FdLink
 from ...runtime.maps import BpfMap, map_info
 from ...runtime.perf import event_support, online_cpus, resolve_event
-from .bcc_source import (DEBUG_PREPROCESSOR, histogram_names, program_text, rewritten_lines, user_line,
+from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, user_line,
                          verifier_failure)
 from .readers import PerfReader, RingReader, TABLE_MAP_TYPES, MAP_TYPE_NAMES
 
@@ -92,20 +92,28 @@ class BccModule:
         if not isinstance(base, ProbeCompileError):
             return base
         user = self.config.source.splitlines()
-        for line in log.splitlines():
+        lines = log.splitlines()
+        for i, line in enumerate(lines):
             m = _CLANG_ERR.match(line)
             if m and m.group("loc").startswith(self.file + ":"):
                 n = int(m.group("loc").split(":")[1])
-                src = user[n - 1].strip() if 0 < n <= len(user) else ""
-                return ProbeCompileError(f"{m.group('loc')}: error: {m.group('msg')}\n    {src}\n"
-                                         f"(custom probe {self.config.name}: fix the C)\n\n{log[-4000:]}")
+                echoed = lines[i + 1].strip() if i + 1 < len(lines) else ""
+                if not (0 < n <= len(user) and user[n - 1].strip() == echoed):
+                    # BCC inserted lines before (tracepoint structs) or rewrote the line (a map call)
+                    same = [k + 1 for k in range(min(n, len(user))) if user[k].strip() == echoed]
+                    n = same[-1] if same else user_line(rewritten_lines(log, self.file), n, user) or n
+                src = user[n - 1].strip() if 0 < n <= len(user) else echoed
+                return ProbeCompileError(f"{self.file}:{n}: error: {m.group('msg')}\n    {src}\n"
+                                         f"(custom probe {self.config.name}: fix the C)\n\n{diagnostics(log)[-4000:]}")
         found = verifier_failure(log, self.file)
         if found is not None:
             rewritten = rewritten_lines(log, self.file) or self.rewritten
             line, message = found
             n = user_line(rewritten, line, user) if line else None
-            where = f"{self.file}:{n}: {user[n - 1].strip()}" if n else f"{self.file} (BCC's rewritten line {line})"
-            return ProbeCompileError(f"{where}: the kernel's BPF verifier rejected the program: {message}\n"
+            where = (f"{self.file}:{n}: the kernel's BPF verifier rejected the program at `{user[n - 1].strip()}`"
+                     if n else f"{self.file}: the kernel's BPF verifier rejected the program (at BCC's rewritten "
+                     f"line {line})")
+            return ProbeCompileError(f"{where}: {message}\n"
                                      f"(custom probe {self.config.name}: {exc})\n\n{_verifier_tail(log)}")
         return base
 

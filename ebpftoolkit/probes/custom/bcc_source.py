@@ -22,17 +22,20 @@ import difflib
 import re
 
 __all__ = ["ringbuf_names", "histogram_names", "user_types", "btf_anchor", "wrap_ringbuf_calls", "program_text", "rewritten_lines", "user_line",
-           "verifier_failure", "DEBUG_PREPROCESSOR"]
+           "verifier_failure", "diagnostics", "DEBUG_PREPROCESSOR"]
 
 DEBUG_PREPROCESSOR = 0x4
 _RINGBUF = re.compile(r"\bBPF_RINGBUF_OUTPUT\s*\(\s*([A-Za-z_]\w*)\s*,")
 _HISTOGRAM = re.compile(r"\bBPF_HISTOGRAM\s*\(\s*([A-Za-z_]\w*)")
 _TAGGED = re.compile(r"\b(struct|union)\s+([A-Za-z_]\w*)\s*\{")
 _TYPEDEF = re.compile(r"\btypedef\s+(?:struct|union)\s*(?:[A-Za-z_]\w*)?\s*\{")
+_DIAG = re.compile(r"^\S+:\d+:\d+: (?:fatal )?(?:error|warning|note): ")
 _INSN = re.compile(r"^\d+: \(")
 _ANNOT = re.compile(r"^;(.*)@ (\S+):(\d+)\s*$")
 
 _HEADER = """/* ebpftoolkit: the session's filter and loss counter for custom probe {name} (see CustomProbe) */
+#include <uapi/linux/ptrace.h>             /* struct pt_regs, PT_REGS_PARM1() for uprobes */
+#include <uapi/linux/bpf_perf_event.h>     /* struct bpf_perf_event_data for perf events */
 #define EBT_SCOPE_TREE {tree}
 BPF_TABLE_PINNED("array", u32, u32, ebt_state, 1, "{pins}/ebt_state");
 #if EBT_SCOPE_TREE
@@ -211,6 +214,24 @@ def user_line(rewritten: list[str], line: int, user: list[str]) -> int | None:
     scored = [(difflib.SequenceMatcher(None, user[i].strip(), text).ratio(), i) for i in range(limit) if user[i].strip()]
     best = max(scored, default=(0.0, -1))
     return best[1] + 1 if best[0] >= 0.5 else None
+
+
+def diagnostics(log: str) -> str:
+    """clang's diagnostics in ``log`` (error, warning and note blocks with their source lines), without
+    the rewritten source and command lines that BCC's debug output adds around them."""
+    lines, out, keep = log.splitlines(), [], False
+    for ln in lines:
+        if _DIAG.match(ln):
+            keep = True
+        elif re.match(r"^\d+ (error|warning)s? generated\.", ln):
+            out.append(ln)
+            keep = False
+            continue
+        elif keep and (ln.startswith("#") or ln.startswith("clang -cc1")):
+            keep = False
+        if keep:
+            out.append(ln)
+    return "\n".join(out)
 
 
 def verifier_failure(log: str, file: str) -> tuple[int | None, str] | None:

@@ -44,9 +44,10 @@ def _pairs(name: str, value, check_target: bool) -> tuple:
     if value is None:
         return ()
     items = value.items() if isinstance(value, dict) else value
-    try:
+    try:       # {fn: target} or {fn: (event, period)}; saved as (fn, target) / (fn, event, period)
+        items = [(it[0], it[1] if len(it) == 2 else tuple(it[1:])) for it in items]
         pairs = tuple((str(k), str(v)) if not isinstance(v, (tuple, list)) else (str(k), *v) for k, v in items)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         raise ProbeConfigError(f"{name} must be a dict such as {{'on_alloc': 'c:malloc'}}") from None
     for fn, *rest in pairs:
         if not _IDENT.match(fn):
