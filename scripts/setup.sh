@@ -12,9 +12,9 @@ say() { echo "setup: $*"; }
 arch="$(dpkg --print-architecture)"
 read -r -a extra <<< "${EBPFTOOLKIT_EXTRA_APT:-}"
 # (libbpf1, which runtime/libbpf.py loads, comes with python3-bpfcc through libbpfcc; clang compiles the
-# BPF objects of tests/unit/test_btf.py)
+# BPF objects of tests/unit/test_btf.py and, with libbpf-dev's bpf_helpers.h, users' libbpf-style CustomProbe sources)
 pkgs=(python3-bpfcc bpfcc-tools bpftool "linux-headers-$arch" python3-venv strace linux-perf valgrind gcc make clang
-      bpftrace chromium chromium-driver fonts-dejavu-core "${extra[@]}")
+      libbpf-dev bpftrace chromium chromium-driver fonts-dejavu-core "${extra[@]}")
 # what the GPU API workloads need (OpenGL/Mesa, Vulkan/lavapipe, OpenCL/PoCL, Xvfb, apitrace):
 # the PACKAGES list in workloads/gpu/Makefile, read without needing make
 read -r -a gpu <<< "$(sed -n '/^PACKAGES *:=/,/^$/p' workloads/gpu/Makefile | sed 's/^PACKAGES *:=//; s/\\//g' | tr -s ' \n' ' ')"

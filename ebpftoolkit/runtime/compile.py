@@ -68,6 +68,28 @@ def classify_compile_error(log: str, exc: Exception) -> Exception:
     return ProbeCompileError(f"the BPF program did not compile or load: {exc}\n{log[-4000:]}")
 
 
+_BPF_CLASSES: dict = {}
+
+
+def _bpf_class(bcc):
+    """``bcc.BPF`` without the load and attach of ``TRACEPOINT_PROBE`` functions in its constructor:
+    done after it returns, so that a program the verifier refuses leaves an object to clean up (BCC's
+    constructor would raise with the module's maps and the programs attached before it still held)."""
+    cls = _BPF_CLASSES.get(id(bcc.BPF))
+    if cls is None:
+        cls = _BPF_CLASSES[id(bcc.BPF)] = type("BPF", (bcc.BPF,), {"_trace_autoload": lambda self: None})
+    return cls
+
+
+def _release(module) -> None:
+    import atexit
+    try:
+        module.cleanup()
+    except Exception:
+        pass
+    atexit.unregister(module.cleanup)
+
+
 def compile_module(text: str, cflags=()):
     """``bcc.BPF(text=...)``: the compiled and loaded module, or the typed error of why not."""
     return compile_module_with_log(text, cflags)[0]
@@ -78,11 +100,15 @@ def compile_module_with_log(text: str, cflags=(), debug: int = 0, classify=class
     prints the source as BCC rewrote it); ``classify(log, exc)`` makes the error raised on failure."""
     bcc = import_bcc()
     with capture_output() as log:
+        module = None
         try:
-            module = bcc.BPF(text=text.encode(), cflags=list(cflags), debug=debug)
+            module = _bpf_class(bcc)(text=text.encode(), cflags=list(cflags), debug=debug)
+            bcc.BPF._trace_autoload(module)
             err = None
         except Exception as exc:  # BCC raises bare Exception for compile/verifier failures
             err = exc
+            if module is not None:   # compiled, a program refused: free its maps and what it attached
+                _release(module)
     if err is not None:
         raise classify(log[0] if log else "", err) from err
     return module, log[0] if log else ""

@@ -25,6 +25,7 @@ from .links import (BPF_TRACE_UPROBE_MULTI, CallbackLink, FdLink, Link, attach_u
 from .maps import BpfMap
 from .perf import online_cpus, open_counter
 from .privilege import require_privilege
+from .signals import interrupts_deferred
 from .streams import StreamSpec, unbatch
 from .tracefs import ensure_tracefs
 from .transport import TRANSPORTS
@@ -218,7 +219,7 @@ class BpfProgram:
 
     def detach(self) -> None:
         """Stop every program from running; the maps stay readable for a last drain."""
-        with self._lock:
+        with self._lock, interrupts_deferred():
             if self._module is not None:
                 self.set_recording(False)
             for link in self.links:
@@ -227,7 +228,7 @@ class BpfProgram:
 
     def close(self) -> None:
         """Detach everything and free the maps.  Safe to call more than once."""
-        with self._lock:
+        with self._lock, interrupts_deferred():
             self._transport.close()
             for link in self.links + self._counters:
                 link.close()
@@ -378,15 +379,15 @@ def dump_xlated(prog_fds: dict[str, int]) -> str:
     """``bpftool prog dump xlated`` of each ``{name: program fd}``, one after another."""
     out = []
     for name, fd in prog_fds.items():
-        prog_id = prog_id(fd)
+        pid = prog_id(fd)
         try:
-            res = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(prog_id)],
+            res = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(pid)],
                                  capture_output=True, text=True, check=True)
         except FileNotFoundError:
             raise ProbeStateError("bpftool is not installed: apt-get install bpftool") from None
         except subprocess.CalledProcessError as exc:
             raise ProbeStateError(f"bpftool failed for {name}: {exc.stderr.strip()}") from None
-        out.append(f"// program {name} (id {prog_id})\n{res.stdout}")
+        out.append(f"// program {name} (id {pid})\n{res.stdout}")
     return "\n".join(out)
 
 

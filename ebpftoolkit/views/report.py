@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -168,9 +169,12 @@ def _gpu(gpu, t0_ns, max_rows, figs, t0) -> dict:
     launches = gpu[gpu["category"] == "launch"]
     kernels = None
     if "kernel" in gpu.columns and len(launches):
-        kernels = (launches.assign(kernel=launches["kernel"].fillna("unknown"))
-                   .groupby(["api", "call", "kernel"]).size().rename("launches").reset_index()
-                   .sort_values("launches", ascending=False))
+        # counted in Python: kernel names may hold non-UTF-8 bytes (surrogates), which the string dtype
+        # pandas would give a groupby key rejects
+        found = Counter(zip(launches["api"], launches["call"], launches["kernel"].fillna("unknown")))
+        kernels = pd.DataFrame([(*k, n) for k, n in found.most_common()],
+                               columns=["api", "call", "kernel", "launches"], dtype=object)
+        kernels["launches"] = kernels["launches"].astype("int64")
     return {"latency": _table(lat, max_rows), "frames": _table(pd.DataFrame(stats), max_rows),
             "kernels": _table(kernels, max_rows),
             "movement": _table(mv, max_rows), "leaks": _table(lk, max_rows, ["t (s)", "pid", "api", "call", "handle",
