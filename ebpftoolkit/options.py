@@ -8,7 +8,8 @@ import shutil
 
 from .errors import ProbeConfigError
 
-__all__ = ["add_exec_filters", "add_probe_options", "record_parser", "probes_from_options", "exec_probe"]
+__all__ = ["add_exec_filters", "add_probe_options", "record_parser", "probes_from_options", "exec_probe",
+           "custom_probes"]
 
 
 def add_exec_filters(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,13 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                    help="sample a perf event: one row per PERIOD events (ns for cpu-clock/task-clock, default "
                         "1000000) with the function it hit, e.g. cpu-clock:1000000 (table pmu_samples)")
     p.add_argument("--stacks", action="store_true", help="with --pmu-sample: record the user stack of each sample")
+    g = p.add_argument_group("your own BPF programs")
+    g.add_argument("--probe-file", action="append", default=[], metavar="FILE",
+                   help="add your own BPF program: BCC C (prog.c), libbpf-style C (prog.bpf.c, compiled here with "
+                        "clang) or a BPF object (prog.bpf.o); its tables are NAME.MAP, NAME the file's stem")
+    g.add_argument("--record", action="append", default=[], metavar="RING=STRUCT",
+                   help="the record struct of a ring/perf buffer of --probe-file programs, e.g. events=event "
+                        "(needed for objects; BCC C infers it)")
     add_exec_filters(p)
     p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
 
@@ -68,7 +76,8 @@ def _is_elf(cmd: str) -> bool:
 def probes_from_options(args, command=None) -> list:
     """The probes the options ask for, in a fixed order (exec, gpu, pmu, pmu sampling)."""
     probes = []
-    if args.exec_ or not (args.gpu or args.pmu or args.pmu_sample):
+    custom = custom_probes(getattr(args, "probe_file", []), getattr(args, "record", []))
+    if args.exec_ or not (args.gpu or args.pmu or args.pmu_sample or custom or getattr(args, "probe", None)):
         probes.append(exec_probe(args))
     if args.gpu:
         from .probes.gpu import GpuTrace
@@ -89,4 +98,20 @@ def probes_from_options(args, command=None) -> list:
             raise ProbeConfigError(f"--pmu-sample takes EVENT[:PERIOD] with an integer period, e.g. "
                                    f"cpu-clock:1000000, got {args.pmu_sample!r}") from None
         probes.append(PmuSampler(event.strip(), period, stacks=args.stacks))
-    return probes
+    return probes + custom
+
+
+def custom_probes(files, records) -> list:
+    """``--probe-file`` programs with the ``--record RING=STRUCT`` types."""
+    if records and not files:
+        raise ProbeConfigError("--record RING=STRUCT goes with --probe-file FILE")
+    recs = {}
+    for r in records:
+        ring, sep, struct = r.partition("=")
+        if not sep or not ring.strip() or not struct.strip():
+            raise ProbeConfigError(f"--record takes RING=STRUCT such as events=event, got {r!r}")
+        recs[ring.strip()] = struct.strip()
+    if not files:
+        return []
+    from .probes.custom import CustomProbe
+    return [CustomProbe.from_file(f, records=recs) for f in files]

@@ -26,6 +26,7 @@ from ..errors import EbpfToolkitError
 from ..options import exec_probe, probes_from_options
 from ..runtime.privilege import privilege
 from ..session import Session, program_text_for
+from .bpfcell import BpfMagics, custom_probe
 from .cell import run_cell
 from .parsers import attach_parser, cell_parser, execsnoop_parser, parse
 from .status import COMPILING, Status
@@ -51,7 +52,7 @@ def _root_problem() -> str | None:
 def _probes(args):
     """The record command's probes; a configuration mistake is a usage error (no traceback)."""
     try:
-        return probes_from_options(args)
+        return probes_from_options(args) + [custom_probe(n) for n in getattr(args, "probe", [])]
     except EbpfToolkitError as exc:
         raise UsageError(f"{type(exc).__name__}: {exc}") from None
 
@@ -339,6 +340,7 @@ _with_help(EbpfMagics.execsnoop, execsnoop_parser())
 # -- extension hooks --------------------------------------------------------------------------------------
 def load_ipython_extension(ipython) -> None:
     ipython.register_magics(EbpfMagics)
+    ipython.register_magics(BpfMagics)
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -350,7 +352,8 @@ def unload_ipython_extension(ipython) -> None:
         _RUNNING.pop(name, None)
     _BACKGROUND.clear()
     mm = ipython.magics_manager
-    for kind, names in (("line", ("ebpf", "execsnoop")), ("cell", ("ebpf",))):
+    for kind, names in (("line", ("ebpf", "execsnoop")), ("cell", ("ebpf", "bpf"))):
         for n in names:
             mm.magics[kind].pop(n, None)
     mm.registry.pop("EbpfMagics", None)
+    mm.registry.pop("BpfMagics", None)

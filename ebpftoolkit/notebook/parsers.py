@@ -25,6 +25,8 @@ def _notebook_options(p: argparse.ArgumentParser) -> None:
                    help="bind the Session to this variable (default _ebpf)")
     g.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report to PATH")
     g.add_argument("--no-timeline", action="store_true", help="do not show the interactive timeline")
+    g.add_argument("--probe", action="append", default=[], metavar="NAME",
+                   help="also trace with your own program defined by a `%%%%bpf NAME` cell (repeatable)")
 
 
 def cell_parser() -> argparse.ArgumentParser:

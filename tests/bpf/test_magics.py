@@ -80,7 +80,7 @@ def test_options_are_the_record_commands_plus_the_notebook_ones():
 
     rec = {a.dest for a in record_parser()._actions}
     cell = {a.dest for a in cell_parser()._actions}
-    assert cell - rec == {"var", "report", "no_timeline"} and rec <= cell
+    assert cell - rec == {"var", "report", "no_timeline", "probe"} and rec <= cell
     args = cell_parser().parse_args(["--gpu", "vulkan", "--pmu", "page-faults,context-switches", "--interval",
                                      "5ms", "--var", "run1", "--report", "r.html", "--no-timeline"])
     assert (args.gpu, args.pmu, args.interval, args.var, args.report, args.no_timeline) == \
@@ -356,3 +356,52 @@ def test_session_and_probe_html(tmp_path, record):
     from ebpftoolkit import Session
     html = Session.load(folder)._repr_html_()
     assert "color:#c00;font-weight:bold'>7<" in html and "recorded" in html
+
+
+BPF_CELL = """%%bpf mine
+struct ev { u32 pid; u32 n; };
+BPF_RINGBUF_OUTPUT(events, 64);
+BPF_HASH(counts, u32, u64);
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    if (!EBPF_TRACED())
+        return 0;
+    struct ev e = {.pid = bpf_get_current_pid_tgid() >> 32, .n = 1};
+    events.ringbuf_output(&e, sizeof(e), 0);
+    counts.increment(e.pid);
+    return 0;
+}
+"""
+
+
+@bpf
+def test_bpf_cell_defines_a_probe_that_traces_cells():
+    """%%bpf compiles and checks the program at once (a verifier rejection names the line), binds the
+    probe; %%ebpf --probe traces cells with it beside ExecSnoop, twice, with exact counts."""
+    r = run_cells([
+        LOAD,
+        BPF_CELL,
+        "%%bpf broken\nBPF_HASH(c, u32, u64);\nTRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n"
+        "    u32 k = 1;\n    u64 *v = c.lookup(&k);\n    return *v;\n}\n",
+        "%%ebpf --probe nosuch\nprint('CELL-RAN-MARK')",
+        "%%ebpf --probe mine --exec --var t1 --no-timeline\nimport os, subprocess\n"
+        "for _ in range(321): os.getppid()\nsubprocess.run(['/bin/true'])",
+        "%%ebpf --probe mine --var t2 --no-timeline\nfor _ in range(55): os.getppid()",
+        "import json\nprint('VALUES', json.dumps({'t1': sorted(t1.tables), 'n1': int((t1.tables['mine.events']['pid']"
+        " == os.getpid()).sum()), 'c1': int(t1.tables['mine.counts'].set_index('key')['value'].get(os.getpid(), 0)),"
+        " 'n2': len(t2.tables['mine.events']), 'true': int((t1.tables['exec']['filename'] == '/bin/true').sum()),"
+        " 'kind': type(mine).__name__, 'src': 'BPF_RINGBUF_OUTPUT(events, 64)' in mine.source,"
+        " 'xlated': 'tracepoint__syscalls__sys_enter_getppid' in mine.dump_xlated()}))",
+    ])
+    assert r[1]["success"], r[1]
+    assert "custom probe mine: compiled, loaded and unloaded" in r[1]["stdout"]
+    assert "mine.counts" in r[1]["stdout"] and "records: mine.events" in r[1]["stdout"]
+    assert not r[2]["success"] and r[2]["error"] == "UsageError"
+    assert "broken.bpf.c:5: the kernel's BPF verifier rejected the program at `return *v;`" in r[2]["stderr"] + \
+        r[2]["stdout"]
+    assert not r[3]["success"] and "CELL-RAN-MARK" not in r[3]["stdout"]
+    assert "define it with a `%%bpf nosuch` cell" in r[3]["stderr"] + r[3]["stdout"]
+    assert r[4]["success"] and r[5]["success"], (r[4], r[5])
+    v = values(r[6])
+    assert v == {"t1": ["exec", "mine.counts", "mine.events", "processes"], "n1": 321, "c1": 321, "n2": 55,
+                 "true": 1, "kind": "CustomProbe", "src": True, "xlated": True}
+    assert not leftover_attachments()

@@ -23,6 +23,7 @@ from ...runtime.libbpf import Btf, LibbpfError
 from ...runtime.links import CallbackLink, FdLink
 from ...runtime.maps import BpfMap, map_info
 from ...runtime.perf import event_support, online_cpus, resolve_event
+from ...runtime.program import LOADED_PROGRAM_IDS, prog_id
 from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, user_line,
                          verifier_failure)
 from .readers import PerfReader, RingReader, TABLE_MAP_TYPES, MAP_TYPE_NAMES
@@ -84,6 +85,8 @@ class BccModule:
             self._uprobe(program, fn, target, True)
         for fn, event, period in self.config.perf_events:
             self._perf_event(program, fn, event, period)
+        for fd in self.prog_fds().values():      # the suite's leak guard checks none outlives its session
+            LOADED_PROGRAM_IDS.add(prog_id(fd))
         self._find_tables()
 
     def _classify(self, log: str, exc: Exception) -> Exception:

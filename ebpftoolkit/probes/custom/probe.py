@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...errors import ProbeStateError
 from ...runtime.clock import MonotonicClock
 from ...runtime.program import dump_xlated
 from ...runtime.streams import StreamSpec
@@ -64,6 +63,27 @@ class CustomProbe(StandaloneProbe):
         return cls._with(CustomConfig(name=name, flavour="libbpf_source", path=str(path), records=records or (),
                                       uprobes=uprobes or (), uretprobes=uretprobes or (),
                                       perf_events=perf_events or (), histograms=histograms, cflags=cflags))
+
+    @classmethod
+    def from_file(cls, path, *, name: str | None = None, records=None, **kw) -> "CustomProbe":
+        """By the file: ``*.o`` an object (:meth:`from_object`); C with ``SEC(`` or ``vmlinux.h``/``bpf_helpers.h``
+        libbpf-style (:meth:`from_libbpf_source`); other C is BCC C.  ``name``: the file's stem by default."""
+        from pathlib import Path
+        p = Path(path)
+        name = name or p.name.split(".", 1)[0]
+        if not p.is_file():
+            from ...errors import ProbeConfigError
+            raise ProbeConfigError(f"{p}: no such file (a BPF object built with clang -target bpf, or its C source)")
+        if p.suffix == ".o":
+            return cls.from_object(p, name=name, records=records, **kw)
+        text = p.read_text(errors="replace")
+        if any(k in text for k in ("SEC(", "vmlinux.h", "bpf/bpf_helpers.h")):
+            return cls.from_libbpf_source(p, name=name, records=records, **kw)
+        return cls(text, name=name, records=records, **kw)
+
+    def copy(self) -> "CustomProbe":
+        """The same program, not yet part of any session (each traced notebook cell takes one)."""
+        return self._with(self.config)
 
     @classmethod
     def _with(cls, config: CustomConfig) -> "CustomProbe":
@@ -163,9 +183,16 @@ class CustomProbe(StandaloneProbe):
         return self._backend.text or self._backend.preview_text(self._tree)
 
     def dump_xlated(self) -> str:
-        """The kernel's translated instructions of this probe's programs (needs it loaded, and bpftool)."""
+        """The kernel's translated instructions of this probe's programs (bpftool); a probe that is not
+        loaded is loaded for the moment it takes, then unloaded."""
         if self._session is None or not self._session.running:
-            raise ProbeStateError("dump_xlated() needs the probe loaded: call it while its session runs")
+            import warnings
+            from ...session import Session      # not loaded: load a copy for a moment (needs root)
+            probe = self.copy()
+            with warnings.catch_warnings():      # the moment's empty tables are no news
+                warnings.simplefilter("ignore")
+                with Session(probe, descendants_of="command"):
+                    return dump_xlated(probe._backend.prog_fds())
         return dump_xlated(self._backend.prog_fds())
 
     def histogram(self, map_name: str) -> pd.DataFrame:
