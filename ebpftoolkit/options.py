@@ -41,7 +41,7 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                         "clang) or a BPF object (prog.bpf.o); its tables are NAME.MAP, NAME the file's stem")
     g.add_argument("--record", action="append", default=[], metavar="RING=STRUCT",
                    help="the record struct of a ring/perf buffer of --probe-file programs, e.g. events=event "
-                        "(needed for objects; BCC C infers it)")
+                        "(BCC C infers it; libbpf C says it with EBPF_RECORD(events, struct event))")
     add_exec_filters(p)
     p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
 

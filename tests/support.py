@@ -6,6 +6,7 @@ import html.parser
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,19 @@ def our_bpf_programs() -> list[str]:
     return left
 
 
-def leftover_attachments() -> list[str]:
-    """Our BPF programs still loaded, and BCC-made uprobe/kprobe events still in tracefs."""
-    left = our_bpf_programs()
-    for name in ("uprobe_events", "kprobe_events"):
-        f = Path("/sys/kernel/tracing") / name
-        if f.exists():
-            left += [line for line in f.read_text().splitlines() if "bcc_" in line]
-    return left
+def leftover_attachments(grace: float = 2.0) -> list[str]:
+    """Our BPF programs still loaded, and BCC-made uprobe/kprobe events still in tracefs, ``grace``
+    seconds after the last fd went (the kernel frees a program a moment after its last reference)."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = our_bpf_programs()
+        for name in ("uprobe_events", "kprobe_events"):
+            f = Path("/sys/kernel/tracing") / name
+            if f.exists():
+                left += [line for line in f.read_text().splitlines() if "bcc_" in line]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
 
 
 class HtmlTags(html.parser.HTMLParser):

@@ -26,11 +26,10 @@ from ...runtime.perf import event_support, online_cpus, resolve_event
 from ...runtime.program import LOADED_PROGRAM_IDS, prog_id
 from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, user_line,
                          verifier_failure)
-from .readers import PerfReader, RingReader, TABLE_MAP_TYPES, MAP_TYPE_NAMES
+from .readers import PERF_ARRAY as _PERF_ARRAY, RINGBUF as _RINGBUF, PerfReader, RingReader, table_map
 
 __all__ = ["BccModule"]
 
-_RINGBUF, _PERF_ARRAY = 27, 4
 _OWN = ("ebt_state", "ebt_tracked", "ebt_user_lost", "ebt_btf_anchor")
 _CLANG_ERR = re.compile(r"^(?P<loc>[^\s:]+:\d+:\d+): (?:fatal )?error: (?P<msg>.*)$")
 
@@ -50,6 +49,7 @@ class BccModule:
         self.attached: list[str] = []
         self.histograms = set(config.histograms) | set(histogram_names(config.source))
         self.loaded_once = False
+        self.notes: list[str] = []              # said at the end of the session
 
     def prepare(self, tree: bool) -> None:
         """Nothing to do before the session's program loads: the module needs its maps to compile."""
@@ -208,16 +208,13 @@ class BccModule:
                 else:
                     reader, lost = PerfReader(fd, dtype), None
                 self.streams.append((name, dtype, reader, lost))
-            elif info.type in TABLE_MAP_TYPES:
-                if btf is None or not info.btf_value_type_id:
-                    self.skipped[name] = "no BTF type for its key or value"
-                    continue
-                kdt = btfmod.type_dtype(btf, info.btf_key_type_id, f"{name}'s key") if info.btf_key_type_id \
-                    else np.dtype(f"u{info.key_size}") if info.key_size in (1, 2, 4, 8) else np.dtype(f"V{info.key_size}")
-                vdt = btfmod.type_dtype(btf, info.btf_value_type_id, f"{name}'s value")
-                self.maps[name] = BpfMap(fd, name, kdt, vdt)
             else:
-                self.skipped[name] = f"a {MAP_TYPE_NAMES.get(info.type, f'type {info.type}')} map (no rows to read)"
+                table, why = table_map(name, fd, info.type, info.key_size, btf, info.btf_key_type_id,
+                                       info.btf_value_type_id)
+                if table is None:
+                    self.skipped[name] = why
+                else:
+                    self.maps[name] = table
 
     def _record_dtype(self, ring: str, fields: list[str], btf) -> np.dtype | None:
         given = self.config.record_dtype(ring)

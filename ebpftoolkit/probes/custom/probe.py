@@ -162,8 +162,8 @@ class CustomProbe(StandaloneProbe):
                 "maps": sorted(b.maps), "skipped_maps": dict(b.skipped), "not_attached": b.unattached()}
 
     def end_notes(self, tables) -> list[str]:
-        notes = []
         b = self._backend
+        notes = list(b.notes)
         if not b.attached:
             notes.append(f"custom probe {self.name}: none of its programs was attached (define TRACEPOINT_PROBE / "
                          "RAW_TRACEPOINT_PROBE functions or SEC() programs, or pass uprobes= / perf_events=)")
