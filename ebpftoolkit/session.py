@@ -269,7 +269,8 @@ class Session:
         dropped = {k: v for k, v in lost.items() if v}
         if dropped:
             warnings.warn(f"events were lost: {dropped}; the affected time windows are in Session.loss_windows. "
-                          "Give the probe a bigger ring buffer (ring_pages=...) or trace less.",
+                          "Give the probe a bigger ring buffer (ring_pages=... of the shipped probes; "
+                          "the map's size in your own programs) or trace less.",
                           LostEventsWarning, stacklevel=3)
 
     def _build_tables(self, raw: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:

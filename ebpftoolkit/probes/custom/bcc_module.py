@@ -24,7 +24,8 @@ from ...runtime.links import CallbackLink, FdLink
 from ...runtime.maps import BpfMap, map_info
 from ...runtime.perf import event_support, online_cpus, resolve_event
 from ...runtime.program import LOADED_PROGRAM_IDS, prog_id
-from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, user_line,
+from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, submitted,
+                         user_line,
                          verifier_failure)
 from .readers import PERF_ARRAY as _PERF_ARRAY, RINGBUF as _RINGBUF, PerfReader, RingReader, table_map
 
@@ -194,19 +195,21 @@ class BccModule:
                           for i in range(lib.bpf_perf_event_fields(m.module, name.encode()))]
                 dtype = self._record_dtype(name, fields, btf)
                 if dtype is None:
-                    if info.type == _RINGBUF:
+                    if info.type == _RINGBUF or submitted(self.config.source, name):
+                        kind, call = ("ring buffer", "ringbuf_output") if info.type == _RINGBUF else \
+                            ("perf event array", "perf_submit")
                         raise ProbeConfigError(
-                            f"custom probe {self.config.name}: cannot tell the record type of ring buffer {name} (no "
-                            f"{name}.ringbuf_output(&var, ...) with a struct variable): pass records={{'{name}': "
+                            f"custom probe {self.config.name}: cannot tell the record type of {kind} {name} (no "
+                            f"{name}.{call}(..., &var, ...) with a struct variable): pass records={{'{name}': "
                             "'struct event'} or a numpy dtype")
                     self.skipped[name] = "a perf event array that no perf_submit() writes to"
                     continue
+                slot = self._rings.index(name) if name in self._rings else None
+                lost = (lambda slot=slot: self._lost(slot)) if slot is not None else None
                 if info.type == _RINGBUF:
-                    slot = self._rings.index(name) if name in self._rings else None
                     reader = RingReader(fd, info.max_entries, dtype)
-                    lost = (lambda slot=slot: self._lost(slot)) if slot is not None else None
-                else:
-                    reader, lost = PerfReader(fd, dtype), None
+                else:   # perf_submit's failures are counted at the call: not the kernel's reports as well
+                    reader = PerfReader(fd, dtype, kernel_lost=slot is None)
                 self.streams.append((name, dtype, reader, lost))
             else:
                 table, why = table_map(name, fd, info.type, info.key_size, btf, info.btf_key_type_id,

@@ -21,11 +21,12 @@ from __future__ import annotations
 import difflib
 import re
 
-__all__ = ["ringbuf_names", "histogram_names", "user_types", "btf_anchor", "wrap_ringbuf_calls", "program_text", "rewritten_lines", "user_line",
+__all__ = ["ringbuf_names", "perf_output_names", "submitted", "histogram_names", "user_types", "btf_anchor", "wrap_ringbuf_calls", "program_text", "rewritten_lines", "user_line",
            "verifier_failure", "diagnostics", "DEBUG_PREPROCESSOR"]
 
 DEBUG_PREPROCESSOR = 0x4
 _RINGBUF = re.compile(r"\bBPF_RINGBUF_OUTPUT\s*\(\s*([A-Za-z_]\w*)\s*,")
+_PERF_OUTPUT = re.compile(r"\bBPF_PERF_OUTPUT\s*\(\s*([A-Za-z_]\w*)\s*\)")
 _HISTOGRAM = re.compile(r"\bBPF_HISTOGRAM\s*\(\s*([A-Za-z_]\w*)")
 _TAGGED = re.compile(r"\b(struct|union)\s+([A-Za-z_]\w*)\s*\{")
 _TYPEDEF = re.compile(r"\btypedef\s+(?:struct|union)\s*(?:[A-Za-z_]\w*)?\s*\{")
@@ -73,6 +74,16 @@ def ringbuf_names(source: str) -> list[str]:
     """Ring buffers the source declares with BPF_RINGBUF_OUTPUT, in order."""
     code = _code_only(source)
     return list(dict.fromkeys(m.group(1) for m in _RINGBUF.finditer(code)))
+
+
+def perf_output_names(source: str) -> list[str]:
+    """Perf event arrays the source declares with BPF_PERF_OUTPUT, in order."""
+    return list(dict.fromkeys(m.group(1) for m in _PERF_OUTPUT.finditer(_code_only(source))))
+
+
+def submitted(source: str, name: str) -> bool:
+    """Whether the code (comments and strings left out) calls ``name.perf_submit(...)``."""
+    return re.search(rf"\b{re.escape(name)}\s*\.\s*perf_submit\s*\(", _code_only(source)) is not None
 
 
 def histogram_names(source: str) -> list[str]:
@@ -142,22 +153,25 @@ def _close_brace(code: str, open_at: int) -> int | None:
     return None
 
 
-def wrap_ringbuf_calls(source: str, rings: list[str]) -> str:
-    """Every ``R.ringbuf_output(...)`` / ``R.ringbuf_reserve(...)`` of a ring ``R`` in ``rings``, counted
-    when it fails (slot = the ring's index); nothing else changes, newlines included."""
-    if not rings:
+def wrap_ringbuf_calls(source: str, rings: list[str], perfs: list[str] = ()) -> str:
+    """Every ``R.ringbuf_output(...)`` / ``R.ringbuf_reserve(...)`` of a ring ``R`` in ``rings``, and every
+    ``P.perf_submit(...)`` of a perf array in ``perfs``, counted when it fails (slot = the index in
+    ``rings + perfs``); nothing else changes, newlines included."""
+    slots = list(rings) + list(perfs)
+    if not slots:
         return source
     code = _code_only(source)
-    pat = re.compile(r"\b(" + "|".join(map(re.escape, rings)) + r")\s*\.\s*(ringbuf_output|ringbuf_reserve)\s*\(")
+    pat = re.compile(r"\b(" + "|".join(map(re.escape, slots)) + r")\s*\.\s*(ringbuf_output|ringbuf_reserve|perf_submit)"
+                     r"\s*\(")
     spans = []
     for m in pat.finditer(code):
         end = _close_paren(code, m.end() - 1)
-        if end is not None:
-            spans.append((m.start(), end + 1, rings.index(m.group(1)), m.group(2)))
+        if end is not None and (m.group(2) == "perf_submit") == (m.group(1) in perfs):
+            spans.append((m.start(), end + 1, slots.index(m.group(1)), m.group(2)))
     out = source
     for start, end, slot, kind in reversed(spans):
         call = out[start:end]
-        if kind == "ringbuf_output":
+        if kind in ("ringbuf_output", "perf_submit"):
             wrapped = f"({{ int __ebt_r = {call}; if (__ebt_r) ebt_user_lost_bump({slot}); __ebt_r; }})"
         else:
             wrapped = f"({{ void *__ebt_p = {call}; if (!__ebt_p) ebt_user_lost_bump({slot}); __ebt_p; }})"
@@ -178,11 +192,11 @@ def _close_paren(code: str, open_at: int) -> int | None:
 
 
 def program_text(source: str, name: str, file: str, pins: str, tree: bool, track_max: int) -> tuple[str, list[str]]:
-    """(the complete text BCC compiles, the ring buffers whose failures are counted, by slot)."""
-    rings = ringbuf_names(source)
-    head = _HEADER.format(name=name, tree=int(tree), pins=pins, track_max=track_max, slots=max(1, len(rings)),
-                          file=file.replace("\\", "\\\\").replace('"', '\\"'))
-    return head + wrap_ringbuf_calls(source, rings) + btf_anchor(source), rings
+    """(the complete text BCC compiles, the ring buffers and perf arrays whose failures are counted, by slot)."""
+    rings, perfs = ringbuf_names(source), perf_output_names(source)
+    head = _HEADER.format(name=name, tree=int(tree), pins=pins, track_max=track_max,
+                          slots=max(1, len(rings) + len(perfs)), file=file.replace("\\", "\\\\").replace('"', '\\"'))
+    return head + wrap_ringbuf_calls(source, rings, perfs) + btf_anchor(source), rings + perfs
 
 
 def rewritten_lines(log: str, file: str) -> list[str]:

@@ -148,7 +148,9 @@ class ObjectModule:
                 dtype = self._record_dtype(m.name, btf)
                 if m.type == RINGBUF:
                     reader = RingReader(fd, m.max_entries, dtype)
-                    lost = self._lost if counted else None
+                    # the header's one counter holds every ring's failures: the probe's total, said once
+                    first = not any(isinstance(r, RingReader) for _n, _d, r, _l in self.streams)
+                    lost = self._lost if counted and first else None
                     if not counted:
                         self.notes.append(f"custom probe {self.config.name}: records ring {m.name} refused when full "
                                           "are not counted (write with EBPF_RINGBUF_OUTPUT/EBPF_RINGBUF_RESERVE of "
