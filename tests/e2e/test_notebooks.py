@@ -24,9 +24,11 @@ EXPECT = {
     "02_gpu_api.ipynb": ["glDrawArrays             traced  120   program says  120", "frames, 240 draw calls"],
     "03_pmu_cache_misses.ipynb": ["hardware cache-miss counter:", "simulated cache:"],
     "04_reports.ipynb": ["trace events", "MB"],
+    "05_custom_probes.ipynb": ["cat's read() calls: traced", "close(100) calls: traced 250 program says 250", "verifier rejected",
+                               "getppid calls in the cell: traced 123 program says 123"],
 }
 # how many images (matplotlib figures) each must show at least
-IMAGES = {"02_gpu_api.ipynb": 3, "03_pmu_cache_misses.ipynb": 2, "04_reports.ipynb": 1}
+IMAGES = {"02_gpu_api.ipynb": 3, "03_pmu_cache_misses.ipynb": 2, "04_reports.ipynb": 1, "05_custom_probes.ipynb": 1}
 
 
 def test_there_are_notebooks():
