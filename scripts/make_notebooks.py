@@ -358,6 +358,12 @@ CUSTOM = [
              "    s3.run([\"ls\", \"-R\", \"/usr/share/doc/bash\"], capture_output=True)\n"
              "print(obj.details()[\"attached\"])\n"
              "print(\"lost events:\", sum(s3.lost.values()))\ns3.tables[\"obj.closes\"].groupby(\"pid\").size()"),
+    ("md", "What is inside: the object's BTF (where `struct event`, the ring's record type, was found) and the "
+           "kernel's translation of the loaded program, both through bpftool."),
+    ("code", "btf = subprocess.run([\"bpftool\", \"btf\", \"dump\", \"file\", str(work / \"closes.bpf.o\")],\n"
+             "                     capture_output=True, text=True, check=True).stdout\n"
+             "start = btf.rindex(\"\\n\", 0, btf.index(\"STRUCT 'event'\")) + 1\nprint(btf[start:].split(\"\\n[\")[0])\n"
+             "print(obj.dump_xlated()[:700])"),
     ("md", "## In notebook cells: `%%bpf` and `%%ebpf --probe`\n\n`%%bpf NAME` compiles and checks a BCC program at "
            "once (errors name your line) and binds the probe to `NAME`; `%%ebpf --probe NAME` traces a cell with it. "
            "On the command line: `ebpftoolkit record --probe-file prog.bpf.c -- CMD`."),
@@ -368,6 +374,8 @@ CUSTOM = [
     ("code", "%%ebpf --probe getppid --var traced --no-timeline\nfor _ in range(123):\n    os.getppid()"),
     ("code", "n = int(traced.tables[\"getppid.calls\"].set_index(\"key\")[\"value\"].get(os.getpid(), 0))\n"
              "print(f\"getppid calls in the cell: traced {n} program says 123\")\nassert n == 123"),
+    ("md", "`%%bpf NAME --libbpf` takes libbpf-style C as the body (`--object PATH` loads an object instead):"),
+    ("code", "%%bpf closes2 --libbpf\n" + LIBBPF_SOURCE.rstrip("\n")),
 ]
 
 

@@ -216,3 +216,91 @@ def test_errors_name_the_users_line_and_the_fix(tmp_path):
     with pytest.raises(ProbeConfigError, match="does not exist"):
         Session(CustomProbe.from_object(tmp_path / "missing.bpf.o"), descendants_of="command").start()
     assert not leftover_attachments()
+
+
+MAPS = HEAD + r'''
+#define MAP(kind, name, n, k, v) struct { __uint(type, kind); __uint(max_entries, n); __type(key, k); \
+    __type(value, v); } name SEC(".maps")
+struct pair { __u32 calls; __u32 last_tid; };
+MAP(BPF_MAP_TYPE_ARRAY, arr, 4, __u32, struct pair);
+MAP(BPF_MAP_TYPE_PERCPU_ARRAY, pca, 1, __u32, __u64);
+MAP(BPF_MAP_TYPE_HASH, h, 64, __u32, __u64);
+MAP(BPF_MAP_TYPE_PERCPU_HASH, ph, 64, __u32, __u64);
+MAP(BPF_MAP_TYPE_LRU_HASH, lh, 64, __u32, __u64);
+MAP(BPF_MAP_TYPE_LRU_PERCPU_HASH, lph, 64, __u32, __u64);
+
+static void bump(void *map, __u32 key)
+{
+    __u64 one = 1, *n = bpf_map_lookup_elem(map, &key);
+    if (n)
+        *n += 1;
+    else
+        bpf_map_update_elem(map, &key, &one, BPF_NOEXIST);
+}
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int on_getppid(void *ctx)
+{
+    if (!EBPF_TRACED())
+        return 0;
+    __u32 pid = bpf_get_current_pid_tgid() >> 32, one = 1, zero = 0;
+    struct pair *p = bpf_map_lookup_elem(&arr, &one);
+    if (p) {
+        __sync_fetch_and_add(&p->calls, 1);
+        p->last_tid = (__u32)bpf_get_current_pid_tgid();
+    }
+    __u64 *c = bpf_map_lookup_elem(&pca, &zero);
+    if (c)
+        *c += 1;
+    __u64 *n = bpf_map_lookup_elem(&h, &pid);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else {
+        __u64 first = 1;
+        bpf_map_update_elem(&h, &pid, &first, BPF_NOEXIST);
+    }
+    bump(&ph, pid);
+    bump(&lh, pid);
+    bump(&lph, pid);
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+'''
+
+
+@bpf
+def test_every_table_map_kind_reads_back_exactly(tmp_path):
+    """array (struct values), per-CPU array, hash, per-CPU hash, LRU hash and LRU per-CPU hash: 900
+    getppid calls of a single-threaded process, read back at stop (per-CPU values summed over CPUs)."""
+    p = CustomProbe.from_libbpf_source(_source(tmp_path, MAPS, "maps.bpf.c"), name="m")
+    with Session(p, descendants_of="command") as s:
+        res = s.run([sys.executable, "-c", CALLER, "900"], capture_output=True, text=True, check=True)
+    pid = int(res.stdout.split()[0])
+    t = s.tables
+    assert t["m.arr"]["key"].tolist() == [0, 1, 2, 3]
+    assert t["m.arr"]["calls"].tolist() == [0, 900, 0, 0] and t["m.arr"]["last_tid"].tolist()[1] == pid
+    assert t["m.pca"]["value"].tolist() == [900]
+    for name in ("h", "ph", "lh", "lph"):
+        assert dict(zip(t[f"m.{name}"]["key"], t[f"m.{name}"]["value"])) == {pid: 900}, name
+    assert s.recording.metadata.probes["m"].details["maps"] == ["arr", "h", "lh", "lph", "pca", "ph"]
+
+
+@bpf
+def test_an_object_on_a_tracepoint_and_libbpf_source_on_a_uprobe(tmp_path):
+    """The two flavours the other tests leave: a clang-built object's tracepoint, a libbpf source's
+    uprobe, counted exactly against the workload's own numbers."""
+    from ebpftoolkit.runtime.bpfcompile import compile_bpf_source
+    obj = compile_bpf_source(_source(tmp_path, GETPPID), tmp_path / "getppid.bpf.o")
+    tp = CustomProbe.from_object(obj, name="tp")
+    up = CustomProbe.from_libbpf_source(_source(tmp_path, MALLOC, "heap.bpf.c"), name="up",
+                                        uprobes={"on_malloc": "c:malloc"})
+    with Session(tp, up, descendants_of="command") as s:
+        a = s.run([sys.executable, "-c", CALLER, "1500"], capture_output=True, text=True, check=True)
+        b = s.run([sys.executable, "-c", "import ctypes, os\nlibc = ctypes.CDLL(None)\nlibc.malloc.restype = "
+                   "ctypes.c_void_p\nfor _ in range(444): libc.malloc(123457)\nprint(os.getpid())"],
+                  capture_output=True, text=True, check=True)
+    pa, pb = int(a.stdout.split()[0]), int(b.stdout.split()[0])
+    assert (s.tables["tp.events"]["pid"] == pa).sum() == 1500
+    assert dict(zip(s.tables["tp.counts"]["key"], s.tables["tp.counts"]["value"])) == {pa: 1500}
+    assert dict(zip(s.tables["up.big"]["key"], s.tables["up.big"]["value"])) == {pb: 444}
+    assert s.recording.metadata.probes["tp"].details["flavour"] == "object"

@@ -25,7 +25,9 @@ EXPECT = {
     "03_pmu_cache_misses.ipynb": ["hardware cache-miss counter:", "simulated cache:"],
     "04_reports.ipynb": ["trace events", "MB"],
     "05_custom_probes.ipynb": ["cat's read() calls: traced", "close(100) calls: traced 250 program says 250", "verifier rejected",
-                               "getppid calls in the cell: traced 123 program says 123"],
+                               "getppid calls in the cell: traced 123 program says 123",
+                               "STRUCT 'event' size=16 vlen=3", "// program on_close",
+                               "custom probe closes2: compiled, loaded and unloaded"],
 }
 # how many images (matplotlib figures) each must show at least
 IMAGES = {"02_gpu_api.ipynb": 3, "03_pmu_cache_misses.ipynb": 2, "04_reports.ipynb": 1, "05_custom_probes.ipynb": 1}
