@@ -304,7 +304,7 @@ CUSTOM = [
     ("md", "## BCC C\n\nEvery `read()` of the commands this session runs: its size, as records, a per-process "
            "count and a log2 histogram. Record types are inferred as BCC does and decoded from the program's BTF."),
     ("code", "import os, subprocess, sys\nfrom ebpftoolkit import CustomProbe, ExecSnoop, Session\n\n"
-             "BCC_C = " + repr(BCC_COUNTER) + "\n"
+             "BCC_C = r\"\"\"" + BCC_COUNTER + "\"\"\"\n"
              "reads = CustomProbe(BCC_C, name=\"reads\")\n"
              "with Session(reads, ExecSnoop(), descendants_of=\"command\") as s:\n"
              "    sort = s.run([\"sort\", \"/etc/services\"], capture_output=True)\n"
@@ -338,7 +338,7 @@ CUSTOM = [
     ("code", "import tempfile\nfrom pathlib import Path\n"
              "work = Path(tempfile.mkdtemp())\n"
              "src = work / \"closes.bpf.c\"\n"
-             "src.write_text(" + repr(LIBBPF_SOURCE) + ")\n"
+             "src.write_text(r\"\"\"" + LIBBPF_SOURCE + "\"\"\")\n"
              "closes = CustomProbe.from_libbpf_source(src, name=\"closes\")\n"
              "with Session(closes, descendants_of=\"command\") as s2:\n"
              "    out = s2.run([sys.executable, \"-c\", \"import os\\nfd = os.open('/dev/null', os.O_RDONLY)\\n"
