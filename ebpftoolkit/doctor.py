@@ -150,6 +150,20 @@ def _perf_check(name: str, probe, fix: str, required: bool = True) -> Check:
     return Check(name, ok, detail, "" if ok else fix, required)
 
 
+def _check_own_programs() -> Check:
+    """What CustomProbe's libbpf flavours need: clang, bpftool (vmlinux.h, inspection), libbpf's headers."""
+    import shutil
+    missing = [tool for tool in ("clang", "bpftool") if shutil.which(tool) is None and
+               not os.access(f"/usr/sbin/{tool}", os.X_OK)]
+    if not os.path.exists("/usr/include/bpf/bpf_helpers.h"):
+        missing.append("bpf/bpf_helpers.h (libbpf-dev)")
+    if missing:
+        return Check("libbpf programs", False, "missing: " + ", ".join(missing) + "; CustomProbe with BCC C still "
+                     "works", "apt-get install clang bpftool libbpf-dev", required=False)
+    return Check("libbpf programs", True, "clang, bpftool and libbpf's headers: CustomProbe.from_libbpf_source and "
+                 "from_object work", "", required=False)
+
+
 CHECKS = {
     "root": _check_root, "bpf syscall": _check_bpf, "btf": _check_btf,
     "tracefs": lambda: _tracefs_check("tracefs", [], "", mount=True),
@@ -164,6 +178,7 @@ CHECKS = {
         "ring buffer", 27, 0, 0, 4096,  # BPF_MAP_TYPE_RINGBUF
         f"needs Linux >= 5.8 (running {platform.uname().release}): upgrade the kernel"),
     "kprobes": _check_kprobes,
+    "libbpf programs": _check_own_programs,
     "hardware PMU": lambda: _perf_check(
         "hardware PMU", hardware_pmu_available, "optional: run on bare metal or enable PMU "
         "passthrough in the hypervisor (e.g. QEMU -cpu host,pmu=on); ebpftoolkit uses "

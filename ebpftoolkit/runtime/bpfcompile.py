@@ -127,6 +127,8 @@ def compile_bpf_source(source, out=None, extra_cflags=()) -> Path:
                                 f"(command: {' '.join(cmd)})") from None
     if res.returncode != 0:
         diag = res.stderr.strip() or res.stdout.strip()
+        if "'bpf/" in diag and "file not found" in diag:
+            diag += "\n(libbpf's headers are missing: apt-get install libbpf-dev)"
         raise ProbeCompileError(f"{_first_error(diag)}\nclang could not compile {source}: fix the C "
                                 f"(all of clang's diagnostics below).\n{diag}\ncommand: {' '.join(cmd)}")
     return out

@@ -46,6 +46,11 @@ def test_kprobes_absent_but_optional(report):
     assert c.fix
 
 
+def test_what_libbpf_programs_need_is_here(report):
+    c = report.get("libbpf programs")           # setup installs clang, bpftool and libbpf-dev
+    assert c.ok and not c.required and "from_libbpf_source" in c.detail, c.detail
+
+
 def test_hardware_pmu_absent_but_optional(report):
     c = report.get("hardware PMU")
     assert not c.ok and not c.required
