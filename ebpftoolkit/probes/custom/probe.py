@@ -149,7 +149,7 @@ class CustomProbe(StandaloneProbe):
             arr = records.get(key)
             if arr is None:
                 continue
-            df = map_frame(arr["key"], arr["value"])
+            df = map_frame(arr["key"], arr["value"], percpu=self._backend.maps[name].percpu)
             if name in self._backend.histograms and list(df.columns) == ["key", "value"]:
                 df = log2_buckets(df)
             tables[key] = df

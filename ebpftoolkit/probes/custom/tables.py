@@ -25,7 +25,7 @@ __all__ = ["columns", "records_frame", "map_frame", "log2_buckets", "plot_log2"]
 def columns(arr: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
     """Leaf columns of a structured (or plain) array of records, in field order."""
     if arr.ndim > 1:                              # an array field: one column per element
-        flat = arr.reshape(len(arr), -1)
+        flat = arr.reshape(len(arr), int(np.prod(arr.shape[1:])))     # -1 cannot size 0 records
         out = {}
         for i in range(flat.shape[1]):
             out.update(columns(np.ascontiguousarray(flat[:, i]), f"{prefix or 'value'}[{i}]"))
@@ -49,24 +49,38 @@ def records_frame(arr: np.ndarray, clock: MonotonicClock | None) -> pd.DataFrame
     return df
 
 
-def map_frame(keys: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    """``keys``: n key records; ``values``: n values (per-CPU maps: n x ncpus, summed here)."""
-    if values.ndim == 2:
+def map_frame(keys: np.ndarray, values: np.ndarray, percpu: bool = False) -> pd.DataFrame:
+    """``keys``: n key records; ``values``: n values (``percpu``: n x ncpus values, summed here;
+    integers summed in their own signedness, so a u64 counter stays exact)."""
+    if percpu:
         per = [columns(np.ascontiguousarray(values[:, c])) for c in range(values.shape[1])]
-        vcols = {k: (sum(p[k].astype(np.int64) if p[k].dtype.kind in "iub" else p[k] for p in per)
-                     if per[0][k].dtype.kind in "iubf" else per[0][k]) for k in per[0]} if per else {}
+        vcols = {k: (_sum(p[k] for p in per) if per[0][k].dtype.kind in "iubf" else per[0][k])
+                 for k in per[0]} if per else {}
     else:
         vcols = columns(values)
     kcols = columns(keys, "" if keys.dtype.names else "key")
-    if keys.dtype.names is None:
+    if keys.dtype.names is None and len(kcols) == 1:         # (an array key keeps all its key[i] columns)
         kcols = {"key": next(iter(kcols.values()))} if kcols else {}
-    if values.dtype.names is None and values.ndim >= 1 and len(vcols) == 1:
+    if values.dtype.names is None and len(vcols) == 1:
         vcols = {"value": next(iter(vcols.values()))}
     clash = set(kcols) & set(vcols)
     vcols = {(f"value.{k}" if k in clash else k): v for k, v in vcols.items()}
     data = {**kcols, **vcols}
     df = pd.DataFrame({k: (text_column(v) if v.dtype == object else v) for k, v in data.items()})
-    return df.sort_values(list(kcols), kind="stable").reset_index(drop=True) if kcols and len(df) else df
+    if not kcols or not len(df):
+        return df
+    # sorted in Python: key text may hold non-UTF-8 bytes (surrogates), which pandas' multi-column sort
+    # (through the string dtype) rejects
+    rows = list(zip(*(df[k].tolist() for k in kcols)))
+    order = sorted(range(len(rows)), key=lambda i: tuple((v is None, v) for v in rows[i]))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _sum(parts) -> np.ndarray:
+    parts = list(parts)
+    kind = parts[0].dtype.kind
+    dt = np.uint64 if kind == "u" else np.int64 if kind in "ib" else parts[0].dtype
+    return np.sum([p.astype(dt) for p in parts], axis=0, dtype=dt)
 
 
 def log2_buckets(df: pd.DataFrame) -> pd.DataFrame:
@@ -79,8 +93,9 @@ def log2_buckets(df: pd.DataFrame) -> pd.DataFrame:
     counts = np.zeros(top + 1, np.int64)
     keep = (slot >= 0) & (slot <= top)
     np.add.at(counts, slot[keep], count[keep])
-    low = np.where(slots == 0, 0, np.left_shift(1, np.maximum(slots - 1, 0)))
-    high = np.where(slots == 0, 0, np.left_shift(1, slots) - 1)
+    # uint64: slot 64 (values from 2^63, a histogram of more than 64 slots) holds up to 2^64 - 1
+    low = np.array([0 if k == 0 else 1 << (k - 1) for k in slots.tolist()], np.uint64)
+    high = np.array([0 if k == 0 else (1 << k) - 1 for k in slots.tolist()], np.uint64)
     return pd.DataFrame({"slot": slots, "low": low, "high": high, "count": counts})
 
 
