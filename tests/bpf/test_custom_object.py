@@ -17,8 +17,9 @@ import pytest
 
 from support import bpf, leftover_attachments
 from ebpftoolkit import CustomProbe, Recording, Session
-from ebpftoolkit.errors import ProbeAttachError, ProbeCompileError, ProbeConfigError
+from ebpftoolkit.errors import PmuUnsupportedError, ProbeAttachError, ProbeCompileError, ProbeConfigError
 from ebpftoolkit.runtime.bpfcompile import include_dir, vmlinux_h
+from ebpftoolkit.runtime.perf import hardware_pmu_available
 
 HEAD = '#include "vmlinux.h"\n#include <bpf/bpf_helpers.h>\n#include <bpf/bpf_tracing.h>\n#include "ebpftoolkit.bpf.h"\n'
 
@@ -213,6 +214,11 @@ def test_errors_name_the_users_line_and_the_fix(tmp_path):
         Session(CustomProbe.from_libbpf_source(_source(tmp_path, MALLOC, "heap.bpf.c"),
                                                uprobes={"on_malloc": "c:no_such_function_xyz"}),
                 descendants_of="command").start()
+    if not hardware_pmu_available()[0]:       # this VM: no hardware PMU (doctor says so)
+        with pytest.raises(PmuUnsupportedError, match=r"cache-misses for on_malloc: .*Software events"):
+            Session(CustomProbe.from_libbpf_source(_source(tmp_path, MALLOC, "heap.bpf.c"),
+                                                   perf_events={"on_malloc": ("cache-misses", 1000)}),
+                    descendants_of="command").start()
     with pytest.raises(ProbeConfigError, match="does not exist"):
         Session(CustomProbe.from_object(tmp_path / "missing.bpf.o"), descendants_of="command").start()
     assert not leftover_attachments()

@@ -14,19 +14,18 @@ import re
 
 import numpy as np
 
-from ...errors import (BTFError, PmuUnsupportedError, ProbeAttachError, ProbeCompileError, ProbeConfigError,
-                       ProbeStateError)
+from ...errors import BTFError, ProbeAttachError, ProbeCompileError, ProbeConfigError, ProbeStateError
 from ...runtime import btf as btfmod
 from ...runtime.bpffs import pinned_maps
 from ...runtime.compile import capture_output, classify_compile_error, compile_module_with_log, import_bcc
 from ...runtime.libbpf import Btf, LibbpfError
 from ...runtime.links import CallbackLink, FdLink
 from ...runtime.maps import BpfMap, map_info
-from ...runtime.perf import event_support, online_cpus, resolve_event
+from ...runtime.perf import online_cpus
 from ...runtime.program import LOADED_PROGRAM_IDS, prog_id
+from .attach import UPROBE_HINT, supported_event
 from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, submitted,
-                         user_line,
-                         verifier_failure)
+                         user_line, verifier_failure)
 from .readers import PERF_ARRAY as _PERF_ARRAY, RINGBUF as _RINGBUF, PerfReader, RingReader, table_map
 
 __all__ = ["BccModule"]
@@ -138,19 +137,13 @@ class BccModule:
             if "processed " in text and " insns" in text:
                 raise self._classify(text, err) from err
             raise ProbeAttachError(f"custom probe {self.config.name}: could not attach {kind} {fn} to {target}: "
-                                   f"{err}. The library is a name as `ldconfig -p` lists it ('c' for libc) or a "
-                                   "path, and the symbol must be in its symbol table (`nm -D FILE`)") from None
+                                   f"{err}. {UPROBE_HINT}") from None
         for ev in set(m.uprobe_fds) - before:
             program.add_link(CallbackLink(lambda ev=ev: m.detach_uprobe_event(ev), kind, target, fn, "uprobe"))
         self.attached.append(f"{kind} {target} -> {fn}")
 
     def _perf_event(self, program, fn: str, event: str, period: int) -> None:
-        ev = resolve_event(event)
-        ok, reason = event_support(ev)
-        if not ok:
-            raise PmuUnsupportedError(f"custom probe {self.config.name}: perf event {ev.name} for {fn}: {reason}. "
-                                      "Software events (cpu-clock, task-clock, page-faults) work everywhere; see "
-                                      "ebpftoolkit.probes.pmu.available_events()", [ev.name])
+        ev = supported_event(self.config.name, fn, event)
         bcc = import_bcc()
         with capture_output() as log:
             try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import BTFError, PmuUnsupportedError, ProbeAttachError, ProbeConfigError, ProbeStateError
+from ...errors import BTFError, ProbeAttachError, ProbeConfigError, ProbeStateError
 from ...runtime import btf as btfmod
 from ...runtime.abi import PerfEventAttr, perf_event_open
 from ...runtime.bpfcompile import compile_bpf_source, include_dir
@@ -24,7 +24,8 @@ from ...runtime.bpfobject import BpfObject
 from ...runtime.libbpf import LibbpfError
 from ...runtime.links import CallbackLink
 from ...runtime.maps import BpfMap
-from ...runtime.perf import event_support, online_cpus, resolve_event
+from ...runtime.perf import online_cpus
+from .attach import UPROBE_HINT, supported_event
 from .readers import PERF_ARRAY, RINGBUF, PerfReader, RingReader, table_map
 
 __all__ = ["ObjectModule"]
@@ -111,18 +112,11 @@ class ObjectModule:
         try:
             link = self.obj.attach_uprobe(fn, lib, sym, retprobe=ret)
         except ProbeAttachError as exc:
-            raise ProbeAttachError(f"custom probe {self.config.name}: {exc}. The library is a name as `ldconfig -p` "
-                                   "lists it ('c' for libc) or a path, and the symbol must be in its symbol table "
-                                   "(`nm -D FILE`)") from None
+            raise ProbeAttachError(f"custom probe {self.config.name}: {exc}. {UPROBE_HINT}") from None
         self._adopt(program, link)
 
     def _perf_event(self, program, fn: str, event: str, period: int) -> None:
-        ev = resolve_event(event)
-        ok, reason = event_support(ev)
-        if not ok:
-            raise PmuUnsupportedError(f"custom probe {self.config.name}: perf event {ev.name} for {fn}: {reason}. "
-                                      "Software events (cpu-clock, task-clock, page-faults) work everywhere; see "
-                                      "ebpftoolkit.probes.pmu.available_events()", [ev.name])
+        ev = supported_event(self.config.name, fn, event)
         for cpu in online_cpus():
             attr = PerfEventAttr(type=ev.type, config=ev.config, sample_period=int(period))
             try:
