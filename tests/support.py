@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import html.parser
 import os
+import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -78,3 +80,29 @@ def own_bpf_and_perf_fds() -> list[str]:
         if target.startswith(("anon_inode:bpf-prog", "anon_inode:bpf-map", "anon_inode:[perf_event]")):
             kinds.append(target)
     return kinds
+
+
+class Bpftrace:
+    """bpftrace counting uprobe hits on ``probes`` ({label: "file:function"}) while it runs, where the
+    bpftrace predicate ``where`` holds (e.g. ``comm == "sort"``): an independent count of the same calls."""
+
+    def __init__(self, probes: dict[str, str], where: str = ""):
+        pred = f" /{where}/" if where else ""
+        prog = " ".join(f"uprobe:{target}{pred} {{ @{label} = count(); }}" for label, target in probes.items())
+        self.p = subprocess.Popen(["bpftrace", "-e", prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()                     # "Attaching N probes..."
+        assert "Attaching" in line, line + self.p.stderr.read()
+        time.sleep(0.3)
+
+    def counts(self) -> dict[str, int]:
+        """Stop it and return {label: hits} (a label never hit is left out, as bpftrace prints nothing)."""
+        time.sleep(0.2)
+        self.p.send_signal(signal.SIGINT)
+        out, err = self.p.communicate(timeout=60)
+        return {m[1]: int(m[2]) for m in re.finditer(r"@(\w+): (\d+)", out)}
+
+
+def libc_path() -> str:
+    """This machine's libc.so.6, as the dynamic linker's cache lists it."""
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    return re.search(r"libc\.so\.6 \(libc6,x86-64\) => (\S+)", out)[1]

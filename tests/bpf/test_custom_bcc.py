@@ -9,14 +9,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from support import bpf, leftover_attachments
+from support import Bpftrace, bpf, leftover_attachments, libc_path
 from ebpftoolkit import CustomProbe, ExecSnoop, Recording, Session
 from ebpftoolkit.errors import ProbeAttachError, ProbeCompileError, ProbeConfigError
 from ebpftoolkit.runtime.bpffs import BPFFS
@@ -182,33 +181,23 @@ int on_malloc_ret(struct pt_regs *ctx) {
 '''
 
 
-def _libc() -> str:
-    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-    return re.search(r"libc\.so\.6 \(libc6,x86-64\) => (\S+)", out)[1]
-
 
 @bpf
 def test_uprobe_on_third_party_program_against_bpftrace(tmp_path):
     """sort (coreutils) with a uprobe and a uretprobe on libc's malloc: the custom probe's count for the
     traced sort equals bpftrace's count of the same uprobe in the same run; a Python process calling
     malloc(123457) 300 times is counted exactly (the argument read with PT_REGS_PARM1)."""
-    libc = _libc()
+    libc = libc_path()
     data = tmp_path / "words"
     data.write_text("\n".join(f"{(i * 7919) % 100003:06d} line" for i in range(40000)))
-    bt = subprocess.Popen(["bpftrace", "-e", f'uprobe:{libc}:malloc /comm == "sort"/ {{ @n = count(); }}'],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert "Attaching" in bt.stdout.readline()
-    time.sleep(0.3)
+    bt = Bpftrace({"n": f"{libc}:malloc"}, where='comm == "sort"')
     p = CustomProbe(MALLOC, name="heap", uprobes={"on_malloc": "c:malloc"}, uretprobes={"on_malloc_ret": "c:malloc"})
     with Session(p, descendants_of="command") as s:
         srt = s.run(["sort", "-o", str(tmp_path / "sorted"), str(data)], check=True)
         py = s.run([sys.executable, "-c", "import ctypes, os\nlibc = ctypes.CDLL(None)\nlibc.malloc.restype = "
                     "ctypes.c_void_p\nfor _ in range(300): libc.malloc(123457)\nprint(os.getpid())"],
                    capture_output=True, check=True)
-    time.sleep(0.2)
-    bt.send_signal(2)
-    out, _err = bt.communicate(timeout=60)
-    theirs = int(re.search(r"@n: (\d+)", out)[1])
+    theirs = bt.counts()["n"]
     pids = {c.pid: c.argv[0] for c in s.recording.metadata.commands}
     sort_pid = next(pid for pid, a in pids.items() if a == "sort")
     calls = dict(zip(s.tables["heap.calls"]["key"], s.tables["heap.calls"]["value"]))

@@ -7,15 +7,13 @@ user's lines; a record type missing from the object's BTF said with the way to f
 from __future__ import annotations
 
 import platform
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from support import bpf, leftover_attachments
+from support import Bpftrace, bpf, leftover_attachments, libc_path
 from ebpftoolkit import CustomProbe, Recording, Session
 from ebpftoolkit.errors import PmuUnsupportedError, ProbeAttachError, ProbeCompileError, ProbeConfigError
 from ebpftoolkit.runtime.bpfcompile import include_dir, vmlinux_h
@@ -140,10 +138,6 @@ char LICENSE[] SEC("license") = "GPL";
 '''
 
 
-def _libc() -> str:
-    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
-    return re.search(r"libc\.so\.6 \(libc6,x86-64\) => (\S+)", out)[1]
-
 
 @bpf
 def test_object_built_by_the_user_against_bpftrace(tmp_path):
@@ -155,22 +149,17 @@ def test_object_built_by_the_user_against_bpftrace(tmp_path):
     arch = {"x86_64": "x86", "aarch64": "arm64"}[platform.machine()]
     subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", f"-I{vmlinux_h().parent}",
                     f"-I{include_dir()}", "-c", str(src), "-o", str(obj)], check=True)
-    libc = _libc()
+    libc = libc_path()
     data = tmp_path / "words"
     data.write_text("\n".join(f"{(i * 7919) % 100003:06d} line" for i in range(40000)))
-    bt = subprocess.Popen(["bpftrace", "-e", f'uprobe:{libc}:malloc /comm == "sort"/ {{ @n = count(); }}'],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert "Attaching" in bt.stdout.readline()
-    time.sleep(0.3)
+    bt = Bpftrace({"n": f"{libc}:malloc"}, where='comm == "sort"')
     p = CustomProbe.from_object(obj, name="heap", uprobes={"on_malloc": "c:malloc"})
     with Session(p, descendants_of="command") as s:
         s.run(["sort", "-o", str(tmp_path / "sorted"), str(data)], check=True)
         py = s.run([sys.executable, "-c", "import ctypes, os\nlibc = ctypes.CDLL(None)\nlibc.malloc.restype = "
                     "ctypes.c_void_p\nfor _ in range(300): libc.malloc(123457)\nprint(os.getpid())"],
                    capture_output=True, check=True)
-    time.sleep(0.2)
-    bt.send_signal(2)
-    theirs = int(re.search(r"@n: (\d+)", bt.communicate(timeout=60)[0])[1])
+    theirs = bt.counts()["n"]
     sort_pid = next(c.pid for c in s.recording.metadata.commands if c.argv[0] == "sort")
     calls = dict(zip(s.tables["heap.calls"]["key"], s.tables["heap.calls"]["value"]))
     assert calls[sort_pid] == theirs > 0

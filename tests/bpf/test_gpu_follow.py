@@ -9,17 +9,14 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from support import bpf
+from support import Bpftrace, bpf
 from ebpftoolkit import Session
 from ebpftoolkit.probes.gpu import GpuTrace, add_call
 from ebpftoolkit.probes.gpu.catalogue import CATALOGUE
@@ -37,22 +34,6 @@ def wheel():
     if not WHEEL_CUDART.is_file():
         pytest.fail(f"{WHEEL_CUDART} is missing: scripts/setup.sh installs the nvidia-cuda-runtime-cu12 wheel there")
     return str(WHEEL_CUDART)
-
-
-class Bpftrace:
-    """bpftrace counting uprobe hits on ``probes`` ({label: "file:function"}) while it runs."""
-
-    def __init__(self, probes: dict[str, str]):
-        prog = " ".join(f"uprobe:{target} {{ @{label} = count(); }}" for label, target in probes.items())
-        self.p = subprocess.Popen(["bpftrace", "-e", prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.p.stdout.readline()                     # "Attaching N probes..."
-        assert "Attaching" in line, line + self.p.stderr.read()
-        time.sleep(0.3)
-
-    def counts(self) -> dict[str, int]:
-        self.p.send_signal(signal.SIGINT)
-        out, err = self.p.communicate(timeout=60)
-        return {m[1]: int(m[2]) for m in re.finditer(r"@(\w+): (\d+)", out)}
 
 
 def _run(s, argv, **kw):
