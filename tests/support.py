@@ -28,7 +28,7 @@ def bpf(fn):
 
 def our_bpf_programs() -> list[str]:
     """Loaded BPF programs that this test process's toolkit loaded (by program id) and are still there."""
-    from ebpftoolkit.runtime.program import LOADED_PROGRAM_IDS
+    from ebpftoolkit.runtime.progids import LOADED_PROGRAM_IDS
     out = subprocess.run([shutil.which("bpftool") or "bpftool", "prog", "show"], capture_output=True, text=True,
                          check=True).stdout
     left = []

@@ -26,6 +26,7 @@ from ..errors import ProbeAttachError, ProbeCompileError, ProbeConfigError, Prob
 from .libbpf import Btf, _lib, strerror
 from .libbpflog import DEBUG, WARN, capture, load_error, text
 from .maps import map_info
+from .progids import LOADED_PROGRAM_IDS, prog_id
 
 __all__ = ["BpfObject", "ObjMap", "ObjProgram", "ObjLink", "resolve_binary", "BUILD_HINT"]
 
@@ -250,8 +251,7 @@ class BpfObject:
             raise err
         self.loaded = True
         self.maps = [self._map_record(m) for m in self._iter("bpf_object__next_map")]   # sizes fixed at load
-        from .program import LOADED_PROGRAM_IDS   # the test suite's leak guard watches these ids
-        LOADED_PROGRAM_IDS.update(self.prog_ids())
+        LOADED_PROGRAM_IDS.update(self.prog_ids())   # the test suite's leak guard watches these ids
 
     def _loaded(self, what: str) -> None:
         if not self.loaded:
@@ -272,7 +272,6 @@ class BpfObject:
         """Kernel program ids, in program order (``bpftool prog dump xlated id N``)."""
         self._loaded("prog_ids()")
         lib = _olib()
-        from .program import prog_id
         return [prog_id(lib.bpf_program__fd(p)) for p in self._iter("bpf_object__next_program")]
 
     # -- attaching ----------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
-import subprocess
 import threading
 from dataclasses import dataclass
 
@@ -25,15 +23,14 @@ from .links import (BPF_TRACE_UPROBE_MULTI, CallbackLink, FdLink, Link, attach_u
 from .maps import BpfMap
 from .perf import online_cpus, open_counter
 from .privilege import require_privilege
+from .progids import LOADED_PROGRAM_IDS, dump_xlated, prog_id
 from .signals import interrupts_deferred
 from .streams import StreamSpec, unbatch
 from .tracefs import ensure_tracefs
 from .transport import TRANSPORTS
 
-__all__ = ["RawTracepoint", "Uprobe", "BpfProgram", "LOADED_PROGRAM_IDS", "dump_xlated", "prog_id"]
+__all__ = ["RawTracepoint", "Uprobe", "BpfProgram"]
 
-#: ids of every BPF program this process loaded (the tests check that none outlives its session)
-LOADED_PROGRAM_IDS: set[int] = set()
 
 
 @dataclass(frozen=True)
@@ -141,18 +138,21 @@ class BpfProgram:
             if spec.c_type is not None:
                 self.map(f"{spec.name}_layout", "u4", spec.dtype)   # raises on a size mismatch
 
-    def attach_uprobes(self, uprobes: list[Uprobe]) -> None:
-        """Attach more uprobes to the loaded program while it runs (libraries found during a session)."""
+    def attach_uprobes(self, uprobes: list[Uprobe]) -> list[Link]:
+        """Attach more uprobes to the loaded program while it runs (libraries found during a session,
+        processes a scoped probe follows); returns the links made."""
         with self._lock:
             if self._module is None or self.detached:
                 raise ProbeStateError("the BPF program is not loaded, or already detached")
             self.uprobes += list(uprobes)
+            before = len(self.links)
             self._attach_uprobes(list(uprobes))
             self._remember_ids()
+            return self.links[before:]
 
     def _attach_uprobes(self, uprobes: list[Uprobe] | None = None) -> None:
-        """Cookie uprobes go into one uprobe_multi link per (file, program, kind) where the kernel
-        has them; the others one by one."""
+        """Cookie uprobes go into one uprobe_multi link per (file, program, kind, process) where the
+        kernel has them; the others one by one."""
         multi = multi_supported()
         groups: dict[tuple, list[Uprobe]] = {}
         for u in self.uprobes if uprobes is None else uprobes:
@@ -171,7 +171,7 @@ class BpfProgram:
                     f"could not attach {len(us)} {'uretprobes' if ret else 'uprobes'} to {path} in one uprobe_multi "
                     f"link: {exc}. Check that `ebpftoolkit doctor` reports uprobes available") from exc
             self._add(FdLink([fd], "uretprobe" if ret else "uprobe", path, fn_name, "uprobe (multi link)",
-                             addresses=[f"{u.vaddr:#x}" for u in us]))
+                             addresses=[f"{u.vaddr:#x}" for u in us], **({"pid": pid} if pid > 0 else {})))
 
     def _attach_uprobe(self, u: Uprobe) -> None:
         kind, target = ("uretprobe" if u.ret else "uprobe"), f"{u.path}:{u.vaddr:#x}"
@@ -373,28 +373,3 @@ class BpfProgram:
         if self._module is None:
             raise ProbeStateError("load the probe first: the translated program exists only once loaded")
         return dump_xlated({(n.decode() if isinstance(n, bytes) else n): fn.fd for n, fn in self._module.funcs.items()})
-
-
-def dump_xlated(prog_fds: dict[str, int]) -> str:
-    """``bpftool prog dump xlated`` of each ``{name: program fd}``, one after another."""
-    out = []
-    for name, fd in prog_fds.items():
-        pid = prog_id(fd)
-        try:
-            res = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(pid)],
-                                 capture_output=True, text=True, check=True)
-        except FileNotFoundError:
-            raise ProbeStateError("bpftool is not installed: apt-get install bpftool") from None
-        except subprocess.CalledProcessError as exc:
-            raise ProbeStateError(f"bpftool failed for {name}: {exc.stderr.strip()}") from None
-        out.append(f"// program {name} (id {pid})\n{res.stdout}")
-    return "\n".join(out)
-
-
-def prog_id(fd: int) -> int:
-    """The kernel's id of the BPF program behind ``fd``."""
-    with open(f"/proc/self/fdinfo/{fd}") as f:
-        m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
-    if not m:
-        raise ProbeStateError("the kernel does not report program ids in fdinfo")
-    return int(m.group(1))

@@ -22,7 +22,7 @@ from ...runtime.libbpf import Btf, LibbpfError
 from ...runtime.links import CallbackLink, FdLink
 from ...runtime.maps import BpfMap, map_info
 from ...runtime.perf import online_cpus
-from ...runtime.program import LOADED_PROGRAM_IDS, prog_id
+from ...runtime.progids import LOADED_PROGRAM_IDS, prog_id
 from .attach import UPROBE_HINT, supported_event
 from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, submitted,
                          user_line, verifier_failure)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ...runtime.clock import MonotonicClock
-from ...runtime.program import dump_xlated
+from ...runtime.progids import dump_xlated
 from ...runtime.streams import StreamSpec
 from ..standalone import StandaloneProbe
 from .bcc_module import BccModule

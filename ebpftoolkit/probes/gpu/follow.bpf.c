@@ -16,6 +16,23 @@
 BPF_HASH(gpu_known, struct gpu_file, u8, 65536);
 BPF_HASH(gpu_mmap_fd, u32, s32, 10240);     /* tid -> fd of an executable mmap in flight */
 
+/* GPU_SCOPED: the uprobes are in the traced processes only (one set of uprobe_multi links per
+ * process, filtered by the kernel to its memory), not in every process that maps the file.  A
+ * traced process gets its links before it can call a probed function: it is held when it first
+ * maps or execs a probed file (gpu_probed), and a new process whose parent has links is held as
+ * it returns from fork, before its first instruction.  gpu_linked: the processes with links. */
+#if GPU_SCOPED
+BPF_HASH(gpu_probed, struct gpu_file, u8, 65536);
+BPF_HASH(gpu_linked, u32, u8, 65536);
+
+static __always_inline int gpu_needs_links(struct gpu_file *k, u32 tgid)
+{
+    return gpu_probed.lookup(k) != NULL && gpu_linked.lookup(&tgid) == NULL;
+}
+#else
+static __always_inline int gpu_needs_links(struct gpu_file *k, u32 tgid) { return 0; }
+#endif
+
 /* (device, inode) of a struct file, from the running kernel's layout (BTF offsets) */
 static __always_inline int gpu_file_id(void *file, struct gpu_file *k)
 {
@@ -37,9 +54,10 @@ static __always_inline int gpu_file_id(void *file, struct gpu_file *k)
 static __always_inline void gpu_report(void *ctx, struct gpu_file *k, int fd, u64 addr, u32 kind, int always)
 {
     int known = gpu_known.lookup(k) != NULL;
-    if (known && !always)
-        return;
     u64 id = bpf_get_current_pid_tgid();
+    int link = gpu_needs_links(k, id >> 32);
+    if (known && !always && !link)
+        return;
     struct gpu_mapped e = {};
     e.ts = bpf_ktime_get_ns();
     e.ino = k->ino;
@@ -49,7 +67,7 @@ static __always_inline void gpu_report(void *ctx, struct gpu_file *k, int fd, u6
     e.tid = (u32)id;
     e.fd = fd;
     e.kind = kind;
-    e.stopped = !known && (id >> 32) != GPU_OWN_PID;
+    e.stopped = (!known || link) && (id >> 32) != GPU_OWN_PID;
     /* hold the process only if user space will hear of it (else it would stay stopped) */
     if (gpu_mapped_emit(ctx, &e, sizeof(e)) == 0 && e.stopped)
         bpf_send_signal(19);   /* SIGSTOP */
@@ -111,3 +129,47 @@ int gpu_on_exec(struct bpf_raw_tracepoint_args *ctx)
         gpu_report(ctx, &k, -1, 0, GPU_MAPPED_EXEC, 1);   /* every exec: user space reads its maps */
     return 0;
 }
+
+#if GPU_SCOPED
+/* In the child, as it returns from fork/clone/vfork (a new process, not a thread): held if its
+ * parent has links, until it has its own (the parent's breakpoints are in its copy of the memory,
+ * but the kernel runs the parent's links for the parent's memory only). */
+static __always_inline void gpu_fork_return(void *ctx, long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, ptgid = 0;
+    if (ret != 0 || (u32)id != tgid || tgid == GPU_OWN_PID || !ebt_wanted(tgid) || gpu_linked.lookup(&tgid))
+        return;
+    void *task = (void *)bpf_get_current_task(), *parent = 0;
+    EBT_READ(parent, task, TASK_REAL_PARENT);
+    if (!parent)
+        return;
+    EBT_READ(ptgid, parent, TASK_TGID);
+    if (!gpu_linked.lookup(&ptgid))
+        return;
+    struct gpu_mapped e = {};
+    e.ts = bpf_ktime_get_ns();
+    e.pid = tgid;
+    e.tid = tgid;
+    e.fd = -1;
+    e.kind = GPU_MAPPED_FORK;
+    e.stopped = 1;
+    if (gpu_mapped_emit(ctx, &e, sizeof(e)) == 0)
+        bpf_send_signal(19);   /* SIGSTOP */
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_clone) { gpu_fork_return(args, args->ret); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { gpu_fork_return(args, args->ret); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_exit_fork) { gpu_fork_return(args, args->ret); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_exit_vfork) { gpu_fork_return(args, args->ret); return 0; }
+
+/* raw tracepoint sched_process_exit: a process that ends has no links any more (its pid may come back) */
+int gpu_on_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if ((u32)id == tgid)
+        gpu_linked.delete(&tgid);
+    return 0;
+}
+#endif

@@ -24,7 +24,7 @@ from ...runtime.layout import Layout
 __all__ = ["MAPPED", "FILE_KEY", "MAPPED_KINDS", "BTF_MEMBERS", "Found", "Follower", "file_key", "mapped_files",
            "matching_specs"]
 
-MAPPED_KINDS = {"MMAP": 1, "EXEC": 2}      # gpu_mapped.kind
+MAPPED_KINDS = {"MMAP": 1, "EXEC": 2, "FORK": 3}      # gpu_mapped.kind (FORK: a new process to link)
 MAPPED = Layout("gpu_mapped", [
     ("ts", "u64"), ("ino", "u64"), ("addr", "u64"),
     ("dev", "u32"),                        # the kernel's dev_t (major << 20 | minor)
@@ -150,9 +150,10 @@ class Follower:
     ``attach(path, specs)`` to probe it when it holds calls, marks it known in the kernel, and
     continues the stopped processes."""
 
-    def __init__(self, specs, attach, known_map, on_process=None):
+    def __init__(self, specs, attach, known_map, on_process=None, link=None):
         self.specs, self._attach, self._known = list(specs), attach, known_map
         self._on_process = on_process          # on_process(pid): called while the process is held
+        self._link = link                      # link(pid): give a process its uprobes (scoped: scoped.py)
         self.seen: dict[tuple[int, int], Found | None] = {}
         self.found: list[Found] = []
         self.files_looked_at = 0
@@ -213,6 +214,10 @@ class Follower:
                 if r["stopped"]:
                     stopped.setdefault(pid, time.monotonic())
                 try:
+                    if kind == MAPPED_KINDS["FORK"]:      # a new process whose parent has probes
+                        if self._link is not None:
+                            self._link(pid)
+                        continue
                     if kind == MAPPED_KINDS["EXEC"]:
                         path = _openable(pid, os.readlink(f"/proc/{pid}/exe"))
                         how = f"exec'd by pid {pid}"
@@ -220,6 +225,8 @@ class Follower:
                         path = _path_of(pid, int(r["fd"]), (int(r["dev"]), int(r["ino"])))
                         how = f"mapped by pid {pid}"
                     found = self.look_at(path, how, pid) if path else None
+                    if found is not None and self._link is not None:    # it maps or runs a probed file
+                        self._link(pid)
                     # while it is held, or when it runs a program that holds calls (a static runtime):
                     # bounded by the files seen, not by the number of execs
                     if self._on_process is not None and (r["stopped"] or found is not None):

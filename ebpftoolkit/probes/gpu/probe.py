@@ -10,7 +10,7 @@ import pandas as pd
 from ...errors import ProbeConfigError, ProbeNotSupportedError
 from ...runtime.clock import MonotonicClock
 from ...runtime.layout import Layout, c_defines
-from ...runtime.links import cookies_supported
+from ...runtime.links import cookies_supported, multi_supported
 from ...runtime.program import RawTracepoint, Uprobe
 from ...runtime.demangle import demangle
 from ...runtime.records import decode_str_array
@@ -26,6 +26,7 @@ from .config import GpuConfig
 from .decode import GPU_COLUMNS, KERNEL_ARG, calls_table
 from .follow import BTF_MEMBERS, FILE_KEY, MAPPED, MAPPED_KINDS, Follower, mapped_files
 from .resolve import AttachPoint, find_libraries, point_at, resolve
+from .scoped import ScopedUprobes
 
 __all__ = ["GpuTrace", "APIS", "GPU_COLUMNS", "EVENT", "POINT", "KINDS"]
 
@@ -99,6 +100,9 @@ class GpuTrace(StandaloneProbe):
         self._scope = None
         self._program = None
         self._follower: Follower | None = None
+        self.scoped = False                       # uprobes only in the traced processes (scoped.py)
+        self._scoped: ScopedUprobes | None = None
+        self._templates: list[Uprobe] = []
         self._late_notes: list[str] = []          # what went wrong while following, said at the end
         self._snaps: dict[int, list] = {}      # pid -> its executable mappings, newest first (kernel names)
         self._symbol_files: dict = {}
@@ -110,6 +114,7 @@ class GpuTrace(StandaloneProbe):
     def prepare(self, scope=None) -> None:
         """Find the attach points of every asked-for call (driver lookup in a helper process, ELF symbols)."""
         self._scope = scope
+        self.scoped = self.following and scope is not None and multi_supported()
         self._resolve()
 
     def _resolve(self) -> None:
@@ -157,6 +162,9 @@ class GpuTrace(StandaloneProbe):
             d["following"] = {"files_looked_at": f.files_looked_at, "processes_held": len(held),
                               "held_ms_max": round(held[-1], 2) if held else 0.0,
                               "held_ms_median": round(held[len(held) // 2], 2) if held else 0.0}
+        d["uprobes_in"] = "the traced processes only" if self.scoped else "every process that maps the files"
+        if self._scoped is not None:
+            d["scoped"] = self._scoped.summary()
         return d
 
     def end_notes(self, tables) -> list[str]:
@@ -197,10 +205,12 @@ class GpuTrace(StandaloneProbe):
         return out
 
     def raw_tracepoints(self):
-        return [RawTracepoint("sched_process_exec", "gpu_on_exec")] if self.following else []
+        return ([RawTracepoint("sched_process_exec", "gpu_on_exec")] if self.following else []) + \
+            ([RawTracepoint("sched_process_exit", "gpu_on_exit")] if self.scoped else [])
 
     def btf_members(self):
-        return dict(BTF_MEMBERS) if self.following else {}
+        scoped = {"TASK_TGID": ("task_struct", "tgid"), "TASK_REAL_PARENT": ("task_struct", "real_parent")}
+        return {**BTF_MEMBERS, **(scoped if self.scoped else {})} if self.following else {}
 
     def on_records(self, stream, records) -> None:
         if stream == "gpu_mapped" and self._follower is not None:
@@ -247,6 +257,9 @@ class GpuTrace(StandaloneProbe):
             out.append(Uprobe(p.path, addr, entry, False, -1, cookie))
             if self._wants_return(p.spec):
                 out.append(Uprobe(p.path, p.vaddr, ret, True, -1, cookie))
+        if self.scoped:                # attached per traced process in setup() and as processes appear
+            self._templates = out
+            return []
         return out
 
     def _point_record(self, p: AttachPoint) -> np.void:
@@ -277,8 +290,13 @@ class GpuTrace(StandaloneProbe):
             return
         self._program = program
         specs = [s for s in calls_for(self.config.apis or known_apis()) if s.resolve == "symbol"]
+        if self.scoped:
+            self._scoped = ScopedUprobes(program, program.map("gpu_linked", "u4", "u1"),
+                                         program.map("gpu_probed", FILE_KEY.dtype, "u1"))
+            self._scoped.add(self._templates)
         f = self._follower = Follower(specs, self._attach_file, program.map("gpu_known", FILE_KEY.dtype, "u1"),
-                                      on_process=self._remember_maps if self._launch_specs() else None)
+                                      on_process=self._remember_maps if self._launch_specs() else None,
+                                      link=self._scoped.link if self._scoped else None)
         by_file: dict[str, list] = {}
         for p in self.points:
             by_file.setdefault(p.path, []).append(p.spec.api)
@@ -290,8 +308,9 @@ class GpuTrace(StandaloneProbe):
                 if path not in by_file:
                     f.add_start_file(path, [api], 0, "")
         for pid in self._running_targets():
-            for path in mapped_files(pid):
-                f.look_at(path, f"mapped by pid {pid} when the session started", pid)
+            found = [f.look_at(path, f"mapped by pid {pid} when the session started", pid) for path in mapped_files(pid)]
+            if self._scoped is not None and any(found):
+                self._scoped.link(pid)
 
     def _running_targets(self) -> list[int]:
         scope = self._scope
@@ -326,7 +345,10 @@ class GpuTrace(StandaloneProbe):
             if self._wants_return(p.spec):
                 ups.append(Uprobe(p.path, p.vaddr, "gpu_return_any", True, -1, i))
         self._points.extend(new)        # before attaching: a call may arrive at once
-        program.attach_uprobes(ups)
+        if self._scoped is not None:
+            self._scoped.add(ups)
+        else:
+            program.attach_uprobes(ups)
         return len(new)
 
     def bpf_text(self) -> str:
@@ -335,7 +357,8 @@ class GpuTrace(StandaloneProbe):
                 + c_defines(KINDS, "GPU_") + EVENT.c_decl() + POINT.c_decl())
         lines = [head + source_beside(__file__, "gpu.bpf.c")]
         if self.following:
-            lines.append(f"#define GPU_OWN_PID {os.getpid()}\n" + c_defines(MAPPED_KINDS, "GPU_MAPPED_")
+            lines.append(f"#define GPU_OWN_PID {os.getpid()}\n#define GPU_SCOPED {int(self.scoped)}\n"
+                         + c_defines(MAPPED_KINDS, "GPU_MAPPED_")
                          + MAPPED.c_decl() + FILE_KEY.c_decl() + source_beside(__file__, "follow.bpf.c"))
         if self.use_cookies:
             lines.append("// attach points (cookie = index into gpu_points):")
