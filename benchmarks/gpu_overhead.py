@@ -25,6 +25,12 @@ on the two CPUs differ like that, so pairing runs does not cancel it).  Each rat
 therefore the ratio of medians over many interleaved runs; the IQR columns show the
 spread.
 
+3. A process outside the session's scope that maps the same library: the tight loop of 0.,
+   run untraced, while a session traces another copy by pid (breakpoints in the traced
+   process only: scoped links), and while the same session attaches the way ebpftoolkit did
+   before (every process that maps the file gets the breakpoint; the BPF filter drops its
+   calls after the trap).
+
 The last line is GpuTrace's FPS as a fraction of the untraced FPS on glxgears.
 """
 from __future__ import annotations
@@ -129,6 +135,34 @@ def per_call_cost(repeat: int) -> tuple[float, float]:
     return (statistics.median(ns["trap"]) - u) / 1e3, (statistics.median(ns["gputrace"]) - u) / 1e3
 
 
+def out_of_scope(repeat: int) -> dict:
+    """ns per call of a process outside the scope: untraced, beside a scoped session, beside a global one."""
+    import ebpftoolkit.probes.gpu.probe as gpu_probe
+    from ebpftoolkit.probes.gpu import CATALOGUE, add_call
+    lib, exe = build_call_loop()
+    spec = add_call("bench", "upload_moved", library=str(lib), category="upload", size="arg1")
+    argv = ["taskset", "-c", "1", str(exe), "100000"]
+    ns = {"untraced": [], "scoped": [], "global": []}
+    multi = gpu_probe.multi_supported
+    try:
+        for _ in range(repeat):
+            ns["untraced"].append(float(subprocess.run(argv, capture_output=True, text=True).stdout.split()[0]))
+            for mode in ("scoped", "global"):
+                traced = subprocess.Popen(["taskset", "-c", "0", str(exe), "1000000000"], stdout=subprocess.DEVNULL)
+                gpu_probe.multi_supported = multi if mode == "scoped" else (lambda: False)
+                try:
+                    time.sleep(0.2)
+                    with Session(GpuTrace(["bench"]), descendants_of=traced.pid):
+                        ns[mode].append(float(subprocess.run(argv, capture_output=True, text=True).stdout.split()[0]))
+                finally:
+                    gpu_probe.multi_supported = multi
+                    traced.kill()
+                    traced.wait()
+    finally:
+        CATALOGUE.remove(spec)
+    return ns
+
+
 def three_ways(measure, repeat: int) -> dict:
     """FPS per configuration, interleaved; with the traced runs' call counts."""
     out = {"untraced": [], "naive": [], "ebpftoolkit": [], "naive_hits": 0, "naive_probes": 0, "calls": 0}
@@ -207,6 +241,14 @@ def main():
                            "glReadPixels", "glClear", "eglSwapBuffers", "glCallList", "glXSwapBuffers"])]
     print("\nattach points of the calls these workloads make:")
     print(hot[["call", "probe_offset", "instruction", "emulated", "arguments_moved", "returns"]].to_string(index=False))
+    oos = out_of_scope(max(3, args.repeat // 2))
+    u = statistics.median(oos["untraced"])
+    print(f"\n3. a process outside the scope calling the probed library, {len(oos['untraced'])} interleaved runs")
+    print(f"{'beside':40} {'median ns/call':>15} {'/untraced':>10}")
+    for name, label in (("untraced", "no session"), ("scoped", "a session scoped to another pid (now)"),
+                        ("global", "the same session, global breakpoints (before)")):
+        m = statistics.median(oos[name])
+        print(f"{label:40} {m:>15.1f} {m / u:>10.2f}")
     print(f"\nGpuTrace FPS / untraced FPS (glxgears): {g_ratio:.3f}")
 
 
