@@ -151,7 +151,7 @@ class _Effect:
 def _effect(i) -> _Effect | None:
     """What instruction ``i`` does to the registers and %rsp, or None when the walk cannot follow it."""
     iid, ops = i.id, i.operands
-    if iid == _x.X86_INS_ENDBR64 or iid == _x.X86_INS_TEST:           # nothing / flags only
+    if iid in (_x.X86_INS_ENDBR64, _x.X86_INS_TEST, _x.X86_INS_CMP):   # nothing / flags only
         return _Effect()
     if iid == _x.X86_INS_PUSH:              # push imm, push m64 (a push of a register is a site, not a step)
         return _Effect(rsp_down=8) if ops[0].type != _REG and ops[0].size == 8 else None
@@ -177,8 +177,10 @@ def probe_site(code: bytes, needed=range(6), max_steps: int = 12) -> ProbeSite:
 
     ``needed``: the argument indexes (0-5) the probe must read with their full
     64-bit value; others may be narrowed or overwritten by the instructions
-    stepped over.  The probe moves only onto a push or a call (never onto a
-    branch, which a loop could reach more than once per call).
+    stepped over.  The probe moves onto a push or a call, or onto the function's
+    first branch (a jcc or jmp: tiny wrappers such as Mesa's glFlush open with
+    loads and a compare, no push) when no branch in ``code`` jumps back into the
+    instructions before it, so that every call runs the probed instruction once.
     """
     i = _decode(code)
     insn, emulated = _name(i, code)
@@ -199,11 +201,31 @@ def probe_site(code: bytes, needed=range(6), max_steps: int = 12) -> ProbeSite:
         off, adj = off + i.size, adj + e.rsp_down
         i = _decode(code, off)
         nxt = _kernel_emulates(i) if i is not None else None
-        if nxt in ("push", "call"):
+        if nxt in ("push", "call") or (nxt in ("jcc", "jmp") and not _jumps_into(code, off)):
             site = _site(off, adj, nxt, holds, needed)
             if site is not None:
                 return site
+        if nxt in ("jcc", "jmp"):
+            break                                   # past a branch, the path is not straight any more
     return ProbeSite(0, 0, insn, False)
+
+
+def _jumps_into(code: bytes, end: int) -> bool:
+    """Whether a jump anywhere in ``code`` (decoded from its start) lands in [0, ``end``] (a loop back to
+    the start included), or a call in (0, ``end``]: the instructions up to a branch site would then run
+    more than once per call.  Code that does not decode up to the site counts as yes."""
+    off = 0
+    while off < len(code):
+        i = _decode(code, off)
+        if i is None:
+            return off <= end            # could not see past it: only safe beyond the site
+        rel = len(i.operands) == 1 and i.operands[0].type == _IMM
+        if rel and (i.id in _JCC or i.id == _x.X86_INS_JMP) and 0 <= i.operands[0].imm <= end:
+            return True
+        if rel and i.id == _x.X86_INS_CALL and 0 < i.operands[0].imm <= end:
+            return True
+        off += i.size
+    return False
 
 
 def _site(off: int, adj: int, insn: str, holds: dict, needed: set) -> ProbeSite | None:

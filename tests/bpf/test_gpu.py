@@ -76,7 +76,7 @@ def assert_agree(df, own, calls, bytes_calls):
 
 
 GL_CALLS = ["glDrawArrays", "glDrawElements", "glBufferData", "glTexImage2D", "glTexSubImage2D", "glReadPixels",
-            "glClear"]
+            "glClear", "glFlush", "glFinish"]
 GL_BYTES = ["glBufferData", "glTexImage2D", "glTexSubImage2D", "glReadPixels"]
 
 

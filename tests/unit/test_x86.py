@@ -101,17 +101,35 @@ def test_walk_moves_the_probe_past_followed_instructions(code, offset, adj, insn
     ("83ec08" "53", "sub $8,%esp"),
     ("4883ec08" "06" "53", "an invalid encoding"),
     ("4883ec08" "0f0b" "53", "ud2"),
-    ("4883ec08" "7500" "53", "a branch before the first push"),
+    ("4883ec08" "75fa" "53", "a branch that loops back to the start: its site would run twice"),
+    ("4883ec08" "48ffc0" "75f7" "53", "a branch back into the instructions before it"),
     ("4883ec08" "4853", "rex.W push: not emulated, so not a site, and the walk stops on it"),
     ("4883ec08" "6689f8" "53", "a 16-bit write: mov %di,%ax"),
     ("4883ec08" "4863f6" "53", "movslq %esi,%rsi: not a rule the walk knows"),
-    ("4883ec08" "4839f7" "53", "cmp: not a rule the walk knows"),
+    ("4883ec08" "4801f7" "53", "add: not a rule the walk knows"),
     ("4883ec08" "8cd8" "53", "mov %ds,%eax"),
     ("4883ec08" "4885ff" * 12 + "53", "more than max_steps instructions"),
 ])
 def test_walk_stops_where_it_cannot_follow(code, why):
     s = probe_site(H(code))
     assert (s.offset, s.emulated, s.insn) == (0, False, first_instruction(H(code))[0]), why
+
+
+def test_a_wrapper_with_no_push_is_probed_on_its_first_branch():
+    """Mesa's glFlush: two loads and a compare, then a jcc whose targets lie ahead (the kernel emulates
+    jcc): the probe sits on it, arg0 (overwritten by the second load) marked lost."""
+    code = H("488b05a9a06701" "64488b38" "83bf684c01000f" "741c" "488d158d48ed00" "be02050000" "31c0"
+             "e969f60500")
+    s = probe_site(code, needed=set())
+    assert (s.offset, s.insn, s.emulated, s.stack_adj) == (0x12, "jcc", True, 0)
+    assert s.arg_regs[0] == -1 and "arg0=lost" in s.describe()
+    assert probe_site(code, needed={0}).offset == 0          # a call that needs arg0: it stays at the start
+
+
+def test_the_walk_does_not_go_past_a_branch():
+    code = SUB8 + H("7402" "90" "90" "53")        # sub $8,%rsp | je +2 ... push %rbx: the push is not on every path
+    s = probe_site(code)
+    assert (s.offset, s.insn) == (4, "jcc")
 
 
 def test_32_bit_move_narrows_an_argument():
@@ -186,10 +204,25 @@ def test_probe_site_lands_on_a_push_or_call_boundary(code, needed):
         if s.offset:
             starts = _boundaries(code)
             assert s.offset in starts, (code.hex(), s)
-            assert starts[s.offset] in ("push", "call", "bnd call"), (code.hex(), s, starts[s.offset])
-            assert s.emulated and s.insn in ("push", "call")
+            assert starts[s.offset] in ("push", "call", "bnd call", "jmp", "bnd jmp") or \
+                starts[s.offset].removeprefix("bnd ") in _JCC, (code.hex(), s, starts[s.offset])
+            assert s.emulated and s.insn in ("push", "call", "jcc", "jmp")
+            if s.insn in ("jcc", "jmp"):          # no jump (in capstone's own decoding) lands before it
+                assert not _back_targets(code, s.offset), (code.hex(), s)
         else:
             assert s.stack_adj == 0 and s.arg_regs is None
+
+
+def _back_targets(code: bytes, end: int) -> list[int]:
+    """Targets in [0, end] of the relative jumps capstone decodes in ``code`` (linearly, from byte 0)."""
+    out = []
+    for i in _CS.disasm(code, 0):
+        m = i.mnemonic.removeprefix("bnd ")
+        if (m == "jmp" or m in _JCC) and i.op_str.startswith("0x"):
+            t = int(i.op_str, 16)
+            if 0 <= t <= end:
+                out.append(t)
+    return out
 
 
 # -- objdump, an independent decoder, on this machine's libc ---------------------------------------
@@ -273,10 +306,17 @@ def test_every_moved_libc_probe_is_on_an_objdump_push_or_call(libc_functions):
             if not s.offset:
                 continue
             moved += 1
-            rows = _objdump(LIBC, addr, s.offset + 16)
+            rows = _objdump(LIBC, addr, len(code))
             starts = {a: m for a, m, _ops in rows}
             assert addr + s.offset in starts, (name, hex(addr), s, rows)
-            assert starts[addr + s.offset] in ("push", "call", "bnd call"), (name, s, rows)
+            site = starts[addr + s.offset]
+            assert site in ("push", "call", "bnd call", "jmp", "bnd jmp") or site.removeprefix("bnd ") in _JCC, \
+                (name, s, rows)
+            if s.insn in ("jcc", "jmp"):      # objdump's own targets: none lands before the site
+                targets = [int(ops.split()[0], 16) for a, m, ops in rows
+                           if (m.removeprefix("bnd ") in _JCC or m.removeprefix("bnd ") == "jmp")
+                           and re.match(r"^[0-9a-f]+ ", ops + " ")]
+                assert not [t for t in targets if addr <= t <= addr + s.offset], (name, s, rows)
             # every instruction objdump shows before the site is one capstone found too (same boundaries)
             assert [a - addr for a in starts if a < addr + s.offset] == _boundary_list(code, s.offset)
     assert moved > 10, "libc has moved probe sites (e.g. thrd_create, the printf family)"

@@ -4,7 +4,8 @@
  * Per frame: 1 glClear, K draws (K/2 glDrawArrays + K/2 glDrawElements; half
  * of each through a pointer from *GetProcAddress, half direct), 1 glBufferData
  * (VB_BYTES), 1 glTexImage2D (TEX_W x TEX_H RGBA8), 1 glTexSubImage2D
- * (SUB_W x SUB_H RGBA8), 1 glReadPixels (RB_W x RB_H RGBA8). */
+ * (SUB_W x SUB_H RGBA8), 1 glReadPixels (RB_W x RB_H RGBA8), 1 glFlush; 1 glFinish every
+ * other frame (odd frames). */
 #ifndef GL_COMMON_H
 #define GL_COMMON_H
 #define GL_GLEXT_PROTOTYPES 1
@@ -31,10 +32,10 @@ typedef void (*PFN_DrawArrays)(GLenum, GLint, GLsizei);
 typedef void (*PFN_DrawElements)(GLenum, GLsizei, GLenum, const void *);
 
 enum { C_DRAWARRAYS, C_DRAWELEMENTS, C_BUFFERDATA, C_TEXIMAGE, C_TEXSUBIMAGE,
-       C_READPIXELS, C_SWAP, C_CLEAR, C_N };
+       C_READPIXELS, C_SWAP, C_CLEAR, C_FLUSH, C_FINISH, C_N };
 static const char *cname[C_N] = { "glDrawArrays", "glDrawElements", "glBufferData",
     "glTexImage2D", "glTexSubImage2D", "glReadPixels", NULL /* swap: set by caller */,
-    "glClear" };
+    "glClear", "glFlush", "glFinish" };
 static long cnt[C_N], bytes[C_N], ptr_da, ptr_de;
 
 static PFN_DrawArrays p_DrawArrays;
@@ -108,6 +109,8 @@ static void gl_frame(int f, int draws)
     }
     glReadPixels(0, 0, RB_W, RB_H, GL_RGBA, GL_UNSIGNED_BYTE, rdata);
     cnt[C_READPIXELS]++; bytes[C_READPIXELS] += RB_W * RB_H * 4;
+    glFlush(); cnt[C_FLUSH]++;                  /* tiny wrappers in Mesa: probed on their first branch */
+    if (f % 2) { glFinish(); cnt[C_FINISH]++; }
 }
 
 static void gl_print_json(const char *api, const char *swapname, int frames,

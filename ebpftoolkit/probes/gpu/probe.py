@@ -256,7 +256,7 @@ class GpuTrace(StandaloneProbe):
             entry, ret = ("gpu_entry_any", "gpu_return_any") if self.use_cookies else (f"gpu_e_{i}", f"gpu_r_{i}")
             out.append(Uprobe(p.path, addr, entry, False, -1, cookie))
             if self._wants_return(p.spec):
-                out.append(Uprobe(p.path, p.vaddr, ret, True, -1, cookie))
+                out.append(Uprobe(p.path, p.return_vaddr, ret, True, -1, cookie))
         if self.scoped:                # attached per traced process in setup() and as processes appear
             self._templates = out
             return []
@@ -343,7 +343,7 @@ class GpuTrace(StandaloneProbe):
             table.update(i, self._point_record(p))
             ups.append(Uprobe(p.path, p.entry(self._wants_return(p.spec))[0], "gpu_entry_any", False, -1, i))
             if self._wants_return(p.spec):
-                ups.append(Uprobe(p.path, p.vaddr, "gpu_return_any", True, -1, i))
+                ups.append(Uprobe(p.path, p.return_vaddr, "gpu_return_any", True, -1, i))
         self._points.extend(new)        # before attaching: a call may arrive at once
         if self._scoped is not None:
             self._scoped.add(ups)

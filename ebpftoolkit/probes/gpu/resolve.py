@@ -43,10 +43,17 @@ class AttachPoint:
     executable: bool = False         # in a program, not a library: its calls come from itself (no self filter)
 
     def entry(self, with_return: bool) -> tuple[int, ProbeSite]:
-        """(address, site) of the entry probe: moved into the function only without a return probe."""
-        if self.site.offset and not with_return:
+        """(address, site) of the entry probe: moved into the function, with a return probe only where
+        the stack pointer has not moved yet (the return probe then sits there too: see return_vaddr)."""
+        if self.site.offset and (not with_return or self.site.stack_adj == 0):
             return self.vaddr + self.site.offset, self.site
         return self.vaddr, ProbeSite(0, 0, self.first_insn, self.emulated)
+
+    @property
+    def return_vaddr(self) -> int:
+        """Where the return probe goes: the kernel finds the return address at the stack pointer, so at
+        the entry, or at the moved site when nothing before it moved the stack pointer."""
+        return self.vaddr + self.site.offset if self.site.offset and self.site.stack_adj == 0 else self.vaddr
 
     def row(self, with_return: bool = False) -> dict:
         addr, site = self.entry(with_return)
