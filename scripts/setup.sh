@@ -75,4 +75,9 @@ else
 fi
 
 .venv/bin/python -c 'import bcc' || { say "bcc is not importable from .venv" >&2; exit 1; }
+
+# 7. what a traced GPU call costs on this machine (GpuTrace.overhead(), recordings): measured once per
+#    kernel and CPU, about ten seconds; kept in ~/.cache/ebpftoolkit/calibration
+.venv/bin/ebpftoolkit calibrate \
+    || say "calibration failed (see above): GpuTrace uses the project's estimates until it works"
 say "done; check the machine with: .venv/bin/ebpftoolkit doctor"

@@ -6,8 +6,9 @@
 
 :data:`COMMANDS` lists them in the order ``--help`` shows them.
 """
-from . import doctor, execsnoop, export, record, report
+from . import calibrate, doctor, execsnoop, export, record, report
 
 __all__ = ["COMMANDS"]
 
-COMMANDS = {"doctor": doctor, "record": record, "execsnoop": execsnoop, "report": report, "export": export}
+COMMANDS = {"doctor": doctor, "record": record, "execsnoop": execsnoop, "report": report, "export": export,
+            "calibrate": calibrate}

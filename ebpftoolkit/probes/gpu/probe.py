@@ -21,6 +21,7 @@ from ...runtime.streams import StreamSpec
 from ...runtime.tracking import descendants
 from ...runtime.x86 import PT_REGS_INDEX
 from ..standalone import StandaloneProbe
+from .costs import costs, tracing_cost_ms
 from .catalogue import CATALOGUE, CallSpec, calls_for
 from .config import GpuConfig
 from .decode import GPU_COLUMNS, KERNEL_ARG, calls_table
@@ -97,6 +98,7 @@ class GpuTrace(StandaloneProbe):
         self._max_points = 0                      # set when the attach points are resolved
         self.notes: list[str] = []
         self.internal_calls = 0
+        self.tracing_cost_ms = 0.0                # calls x their attach point's cost (calibrate.py)
         self._scope = None
         self._program = None
         self._follower: Follower | None = None
@@ -163,6 +165,7 @@ class GpuTrace(StandaloneProbe):
                               "held_ms_max": round(held[-1], 2) if held else 0.0,
                               "held_ms_median": round(held[len(held) // 2], 2) if held else 0.0}
         d["uprobes_in"] = "the traced processes only" if self.scoped else "every process that maps the files"
+        d["calibration"], d["tracing_cost_ms"] = costs(), self.tracing_cost_ms   # what the probes cost the calls
         if self._scoped is not None:
             d["scoped"] = self._scoped.summary()
         return d
@@ -382,6 +385,8 @@ class GpuTrace(StandaloneProbe):
 
     def make_tables(self, records, clock: MonotonicClock):
         r = records["gpu_events"]
+        points, n = np.unique(r["point"][r["kind"] == KINDS["ENTRY"]], return_counts=True)
+        self.tracing_cost_ms = tracing_cost_ms(self.overhead().to_dict("records"), dict(zip(points.tolist(), n.tolist())))
         internal = records.get("_internal")
         if internal is not None:
             self.internal_calls = int(internal[0])

@@ -23,6 +23,7 @@ from ...runtime.cache import cached
 from ...runtime.elf import elf_file, elf_identity
 from ...runtime.x86 import ProbeSite, first_instruction, probe_site
 from .catalogue import CallSpec
+from .costs import costs
 
 __all__ = ["AttachPoint", "resolve", "find_libraries", "point_at"]
 
@@ -60,20 +61,17 @@ class AttachPoint:
         return {"api": self.spec.api, "call": self.spec.name, "library": self.path, "address": hex(addr),
                 "mechanism": self.mechanism, "probe_offset": addr - self.vaddr, "instruction": site.insn,
                 "emulated": site.emulated, "arguments_moved": site.describe(),
-                "cost_per_call_us": cost_estimate_us(site.emulated, with_return)}
+                "cost_per_call_us": cost_estimate_us(site.emulated, with_return),
+                "cost_source": "measured" if costs().get("source", "").startswith("measured") else "estimated"}
 
 
-# Measured on the project's VM (kernel 6.18): the uprobe trap on an emulated instruction ~1.0 us,
-# on a single-stepped rip-relative load up to ~14 us (~4 us on a `sub $8,%rsp`); a uretprobe adds
-# ~0.8 us; GpuTrace's BPF program ~0.8 us per call (benchmarks/gpu_overhead.py, part 0).
-TRAP_US = {True: 1.0, False: 14.0}
-RETURN_US = 0.8
-PROGRAM_US = 0.8
 
 
 def cost_estimate_us(emulated: bool, with_return: bool) -> float:
-    """Estimated cost of one traced call, in microseconds (see the measurements above)."""
-    return TRAP_US[emulated] + PROGRAM_US + (RETURN_US if with_return else 0.0)
+    """Cost of one traced call, in microseconds: measured on this machine by calibrate.py (the trap,
+    GpuTrace's program and record; a return probe), or that module's estimates until then."""
+    c = costs()
+    return round((c["emulated_us"] if emulated else c["single_stepped_us"]) + (c["return_us"] if with_return else 0.0), 3)
 
 
 @functools.lru_cache(maxsize=1)
