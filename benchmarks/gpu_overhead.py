@@ -31,6 +31,13 @@ spread.
    before (every process that maps the file gets the breakpoint; the BPF filter drops its
    calls after the trap).
 
+4. glmark2 (Debian's glmark2-x11, off-screen on Xvfb; a benchmark nobody here wrote): its own
+   score, untraced / GpuTrace(["opengl"]) with defaults / with returns="none", interleaved.
+5. vkcube (vulkan-tools, lavapipe on Xvfb) drawing a fixed number of frames: frames per second
+   of wall time, the same three ways with GpuTrace(["vulkan"]).
+   For each traced run: the probes' own cost (each call times its attach point's measured
+   cost, ``tracing_cost_ms``) and the recorder's CPU time, as shares of the run.
+
 The last line is GpuTrace's FPS as a fraction of the untraced FPS on glxgears.
 """
 from __future__ import annotations
@@ -163,6 +170,67 @@ def out_of_scope(repeat: int) -> dict:
     return ns
 
 
+def real_programs(display: str, repeat: int, api: str, run_once) -> dict:
+    """untraced / defaults / no returns, interleaved: scores, and per traced run the probes' cost and
+    the recorder's CPU as shares of the run's wall time."""
+    out = {"untraced": [], "defaults": [], "no returns": [], "probes %": [], "recorder CPU %": [], "calls/s": [],
+           "held %": []}
+    for _ in range(repeat):
+        out["untraced"].append(run_once(None)[0])
+        for name, returns in (("defaults", "default"), ("no returns", "none")):
+            g = GpuTrace([api], returns=returns)
+            with Session(g, descendants_of="command") as s:
+                c0 = os.times()
+                score, wall = run_once(s)          # the recorder's CPU while the program runs, not its start
+                c1 = os.times()
+            if name == "defaults":
+                d = s.recording.metadata.probes["gpu"].details
+                held = sum(g._follower.held_ms) / 1e3 + sum(g._scoped.link_ms if g._scoped else ()) / 1e3
+                out["probes %"].append(100 * d["tracing_cost_ms"] / 1e3 / wall)
+                out["recorder CPU %"].append(100 * ((c1.user + c1.system) - (c0.user + c0.system)) / wall)
+                out["held %"].append(100 * held / wall)
+                out["calls/s"].append(len(s.tables["gpu"]) / wall)
+            out[name].append(score)
+    return out
+
+
+def glmark2_score(display: str, session=None) -> tuple[float, float]:
+    argv = ["glmark2", "--off-screen", "-b", "build:duration=3", "-b", "texture:duration=3",
+            "-b", "shading:duration=3", "-b", "bump:duration=3"]
+    run = session.run if session is not None else subprocess.run
+    t = time.monotonic()
+    out = run(argv, env=dict(ENV, DISPLAY=display), capture_output=True, timeout=120).stdout.decode()
+    m = re.search(r"glmark2 Score: (\d+)", out)
+    if not m:
+        raise RuntimeError(f"glmark2 printed no score: {out[-300:]!r}")
+    return float(m.group(1)), time.monotonic() - t
+
+
+def vkcube_fps(display: str, session=None, frames: int = 1500) -> tuple[float, float]:
+    run = session.run if session is not None else subprocess.run
+    t = time.monotonic()
+    res = run(["vkcube", "--c", str(frames)], env=dict(ENV, DISPLAY=display), capture_output=True, timeout=120)
+    wall = time.monotonic() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"vkcube failed: {res.stderr[-300:]!r}")
+    return frames / wall, wall
+
+
+def real_table(title: str, r: dict) -> None:
+    base = statistics.median(r["untraced"])
+    print(f"\n{title}, {len(r['untraced'])} interleaved runs each")
+    print(f"{'run':40} {'median':>9} {'IQR':>15} {'min-max':>15} {'median/untraced':>16}")
+    for name in ("untraced", "defaults", "no returns"):
+        v = r[name]
+        q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
+        print(f"{name:40} {statistics.median(v):>9.1f} {q[0]:>7.0f}-{q[2]:<7.0f} {min(v):>7.0f}-{max(v):<7.0f} "
+              f"{statistics.median(v) / base:>16.3f}")
+    print(f"traced with defaults: {statistics.median(r['calls/s']):.0f} calls/s; the probes' own cost "
+          f"{statistics.median(r['probes %']):.2f} % of the run, the program held for new libraries "
+          f"{statistics.median(r['held %']):.2f} %, the recorder's CPU {statistics.median(r['recorder CPU %']):.2f} % "
+          "of one CPU")
+
+
 def three_ways(measure, repeat: int) -> dict:
     """FPS per configuration, interleaved; with the traced runs' call counts."""
     out = {"untraced": [], "naive": [], "ebpftoolkit": [], "naive_hits": 0, "naive_probes": 0, "calls": 0}
@@ -220,6 +288,8 @@ def main():
     xvfb, display = start_xvfb()
     try:
         gears = three_ways(lambda s: glxgears_fps(display, s), args.repeat)
+        glmark = real_programs(display, args.repeat, "opengl", lambda s: glmark2_score(display, s))
+        cube = real_programs(display, args.repeat, "vulkan", lambda s: vkcube_fps(display, s))
     finally:
         xvfb.terminate()
         xvfb.wait()
@@ -249,6 +319,8 @@ def main():
                         ("global", "the same session, global breakpoints (before)")):
         m = statistics.median(oos[name])
         print(f"{label:40} {m:>15.1f} {m / u:>10.2f}")
+    real_table("4. glmark2 --off-screen (build, texture, shading, bump; score)", glmark)
+    real_table("5. vkcube --c 1500 (lavapipe; frames per second of wall time)", cube)
     print(f"\nGpuTrace FPS / untraced FPS (glxgears): {g_ratio:.3f}")
 
 

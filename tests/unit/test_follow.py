@@ -85,3 +85,35 @@ def test_this_process_maps_its_interpreter_and_libc():
     assert any(Path(p).name.startswith("libc.so") for p in mine), mine
     keys = {file_key(os.stat(p)) for p in mine}
     assert len(keys) == len(mine)                             # one entry per file
+
+
+def test_library_stems_of_system_files_and_wheel_copies():
+    from ebpftoolkit.probes.gpu.follow import _stem
+    assert _stem("/usr/lib/x86_64-linux-gnu/libcudart.so.12") == "libcudart"
+    assert _stem("torch/lib/libcudart-9335f6a2.so.12") == "libcudart"        # a wheel's renamed copy
+    assert _stem("libOpenCL.so") == "libOpenCL" and _stem("libX11.so.6.4.0") == "libX11"
+    assert _stem("libcudart_static.a") == "libcudart_static.a"
+
+
+def test_libraries_of_no_family_are_passed_over_before_tracing(tmp_path):
+    """Files of the linker cache that no catalogue family names are marked known at start (a process
+    mapping them is not held); the families' own files, and files seen already, are left alone."""
+    from ebpftoolkit.probes.gpu.follow import Follower, file_key
+
+    class Known:
+        def __init__(self):
+            self.keys = []
+
+        def update(self, key, value):
+            self.keys.append(key)
+    paths = {}
+    for name in ("libX11.so.6", "libcudart.so.12", "libOpenCL.so.1", "libstdc++.so.6", "libGL.so.1"):
+        paths[name] = tmp_path / name
+        paths[name].write_bytes(b"\0" * (len(name) + 1))
+    known = Known()
+    f = Follower([], lambda path, specs: 0, known)
+    f.add_start_file(str(paths["libGL.so.1"]), ["opengl"], 3, "at start")
+    n = f.pass_over([str(p) for p in paths.values()] + [str(tmp_path / "gone.so")], {"libcudart.so", "libOpenCL.so.1"})
+    passed = {(ino, dev) for ino, dev, _ in known.keys}
+    want = {file_key(paths[k].stat())[::-1] for k in ("libX11.so.6", "libstdc++.so.6")}
+    assert n == 2 and passed == want

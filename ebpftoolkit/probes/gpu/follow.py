@@ -88,6 +88,12 @@ def matching_specs(path: str, specs) -> list:
     return [s for s in cands if functions.get(s.name)]
 
 
+def _stem(name: str) -> str:
+    """``libcudart`` of ``/usr/lib/libcudart.so.12``, ``libcudart-9a3f.so.12`` (a wheel's copy) and ``libcudart.so``."""
+    base = os.path.basename(name)
+    return re.sub(r"(-[0-9a-f]{6,})?\.so(\.\d+)*$", "", base)
+
+
 def _same(path: str, st: os.stat_result) -> bool:
     try:
         return os.path.samestat(os.stat(path), st)
@@ -177,6 +183,26 @@ class Follower:
                 self.seen[key] = f
                 if f:
                     self.found.append(f)
+
+    def pass_over(self, paths, families) -> int:
+        """Mark known, before anything is traced, the libraries of ``paths`` (the linker cache's) whose
+        names are of none of ``families`` (the catalogue's library stems, libcudart, libOpenCL...):
+        a traced process that maps one (libX11, libstdc++, LLVM) is then not held for it.  Returns how many."""
+        stems = {_stem(f) for f in families}
+        n = 0
+        with self._lock:
+            for path in paths:
+                if _stem(path) in stems:
+                    continue
+                try:
+                    key = file_key(os.stat(path))
+                except OSError:
+                    continue
+                if key not in self.seen:
+                    self.seen[key] = None
+                    self.mark_known(key)
+                    n += 1
+        return n
 
     def look_at(self, path: str, how: str, pid: int | None = None) -> Found | None:
         """Look at ``path`` (mapped by a traced process, or found in its maps at start); what it holds."""

@@ -26,7 +26,7 @@ from .catalogue import CATALOGUE, CallSpec, calls_for
 from .config import GpuConfig
 from .decode import GPU_COLUMNS, KERNEL_ARG, calls_table
 from .follow import BTF_MEMBERS, FILE_KEY, MAPPED, MAPPED_KINDS, Follower, mapped_files
-from .resolve import AttachPoint, find_libraries, point_at, resolve
+from .resolve import AttachPoint, find_libraries, linker_cache_paths, point_at, resolve
 from .scoped import ScopedUprobes
 
 __all__ = ["GpuTrace", "APIS", "GPU_COLUMNS", "EVENT", "POINT", "KINDS"]
@@ -310,6 +310,7 @@ class GpuTrace(StandaloneProbe):
             for path in ([lib] if os.sep in lib else find_libraries(lib)):
                 if path not in by_file:
                     f.add_start_file(path, [api], 0, "")
+        f.pass_over(linker_cache_paths(), {lib for s in specs for lib in s.libraries})   # not held for libX11
         for pid in self._running_targets():
             found = [f.look_at(path, f"mapped by pid {pid} when the session started", pid) for path in mapped_files(pid)]
             if self._scoped is not None and any(found):

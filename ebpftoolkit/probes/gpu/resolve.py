@@ -88,6 +88,11 @@ def _ldconfig() -> dict[str, list[str]]:
     return out
 
 
+def linker_cache_paths() -> list[str]:
+    """Every library path the dynamic linker's cache lists (ldconfig -p), this architecture's."""
+    return [p for paths in _ldconfig().values() for p in paths]
+
+
 def find_libraries(soname: str, extra: tuple[str, ...] = ()) -> list[str]:
     """Paths of ``soname`` (a prefix match for names like ``libcudart.so``), deduplicated by real path."""
     found = []
