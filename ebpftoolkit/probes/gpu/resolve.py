@@ -62,6 +62,11 @@ class AttachPoint:
                 "mechanism": self.mechanism, "probe_offset": addr - self.vaddr, "instruction": site.insn,
                 "emulated": site.emulated, "arguments_moved": site.describe(),
                 "cost_per_call_us": cost_estimate_us(site.emulated, with_return),
+                "note": "" if site.emulated else
+                ("single-stepped: a return probe needs the stack pointer as it was at entry, and it moves before "
+                 "the first push or call" if with_return and self.site.offset else
+                 "single-stepped: no push, call or branch run once per call comes before an instruction the walk "
+                 "cannot step over (runtime/x86.py)"),
                 "cost_source": "measured" if costs().get("source", "").startswith("measured") else "estimated"}
 
 
