@@ -12,11 +12,13 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="HTML file to write (default: RECORDING_DIR/report.html)")
     p.add_argument("--title", help="report title")
     p.add_argument("--max-rows", type=int, default=200, help="rows shown per table (default 200)")
+    p.add_argument("--baseline", metavar="RECORDING_DIR", help="compare with this recording (per call, frames, PMU)")
 
 
 def run(args) -> int:
     from ..recording import Recording
     out = Path(args.output or Path(args.session) / "report.html")
-    Recording.load(args.session).to_html(out, title=args.title, max_rows=args.max_rows)
+    baseline = Recording.load(args.baseline) if args.baseline else None
+    Recording.load(args.session).to_html(out, title=args.title, max_rows=args.max_rows, baseline=baseline)
     print(f"report written to {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0

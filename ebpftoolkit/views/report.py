@@ -231,7 +231,21 @@ def _guard(errors: dict, section: str, fn, *args, default=None):
         return default
 
 
-def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> dict:
+def _comparison(rec, baseline, max_rows) -> dict | None:
+    """The run against a baseline recording: per call, frame times, PMU totals (analysis/compare.py)."""
+    if baseline is None:
+        return None
+    from ..analysis.compare import compare, compare_frames, compare_pmu
+    calls = compare(baseline, rec)
+    changed = calls.assign(_d=(calls["count_b"] - calls["count_a"]).abs()).sort_values("_d", ascending=False)
+    frames = compare_frames(baseline, rec)
+    return {"calls": _table(changed.drop(columns="_d"), max_rows),
+            "frames": _table(frames, max_rows) if frames.loc[0, "a"] or frames.loc[0, "b"] else None,
+            "pmu": _table(compare_pmu(baseline, rec), max_rows),
+            "baseline": f"{baseline.metadata.start} ({', '.join(' '.join(map(str, c.argv)) for c in baseline.metadata.commands) or 'no command'})"}
+
+
+def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, baseline=None) -> dict:
     tables = rec.tables
     errors: dict[str, str] = {}
     model = TraceModel.from_recording(rec)
@@ -278,6 +292,7 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind) -> 
             "pmu": _guard(errors, "pmu", _pmu, tables.get("pmu"), max_rows, figs, t0, cachegrind,
                                           pmu_bin, default={}),
             "syscalls": _guard(errors, "syscalls", _syscalls, tables, max_rows),
+            "comparison": _guard(errors, "comparison", _comparison, rec, baseline, max_rows),
             **_guard(errors, "environment", _environment, rec, t0_ns, end_ns, max_rows, default=_NO_ENVIRONMENT)}
 
 
@@ -286,16 +301,18 @@ _NO_ENVIRONMENT = {"attach_summary": None, "env": [], "probes": [], "gpu_points"
 
 
 def render_html(rec: "Recording", path=None, *, title: str | None = None, cachegrind: pd.DataFrame | None = None,
-                max_rows: int = 200, aggregate_above: int = 100_000) -> str:
+                max_rows: int = 200, aggregate_above: int = 100_000, baseline: "Recording | None" = None) -> str:
     """The report as one HTML string; with ``path``, also written there (UTF-8).
 
     ``cachegrind``: :func:`ebpftoolkit.pmu.simulate_cache_misses` output to chart as
-    simulated cache misses per function.  ``max_rows``: rows shown per table.
+    simulated cache misses per function.  ``max_rows``: rows shown per table.  ``baseline``: a
+    recording to compare this one with (a "Compared with a baseline" section).
     """
     import jinja2
     env = jinja2.Environment(loader=jinja2.PackageLoader("ebpftoolkit.views", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    html = env.get_template("report.html.j2").render(**_context(rec, title, max_rows, aggregate_above, cachegrind))
+    html = env.get_template("report.html.j2").render(**_context(rec, title, max_rows, aggregate_above, cachegrind,
+                                                                       baseline))
     if path is not None:
         Path(path).write_text(html, encoding="utf-8", errors="backslashreplace")
     return html
