@@ -96,9 +96,12 @@ class TraceModel:
                                 cat="process", kind="process", row=np.arange(len(procs))))
         if ex is not None and len(ex):
             ok = (ex["retval"] == 0).to_numpy()
+            # a PATH search's failed tries are folded into the exec that found the program: not drawn as failures
+            shown = ~ex["path_search"].to_numpy(bool) if "path_search" in ex else np.ones(len(ex), bool)
             name = np.where(ok, "exec " + _text(ex["comm"]), "exec failed: " + _text(ex["error"]))
-            instants.append(_frame(_INSTANT_COLS, pid=ex["pid"].to_numpy(np.int64), tid=ex["tid"].to_numpy(np.int64),
-                                   ts_ns=to_ns(ex["ts"]), name=name, cat="exec", kind="exec", row=np.arange(len(ex))))
+            instants.append(_frame(_INSTANT_COLS, pid=ex["pid"].to_numpy(np.int64)[shown],
+                                   tid=ex["tid"].to_numpy(np.int64)[shown], ts_ns=to_ns(ex["ts"])[shown],
+                                   name=name[shown], cat="exec", kind="exec", row=np.flatnonzero(shown)))
             run = ex[ok]
             base = [str(f).rsplit("/", 1)[-1] or str(c) for f, c in zip(run["filename"], run["comm"])]
             spans.append(_frame(_SPAN_COLS, pid=run["pid"].to_numpy(np.int64), tid=run["pid"].to_numpy(np.int64),

@@ -133,7 +133,9 @@ def _processes(tables, t0_ns, max_rows, figs, t0) -> dict:
         out["tree"] = "\n".join(lines[: 5 * max_rows]) + (f"\n... {len(lines) - 5 * max_rows:,} more"
                                                             if len(lines) > 5 * max_rows else "")
         shown = ex.assign(**{"t (s)": _rel(ex["ts"], t0_ns),
-                             "result": np.where(ex["retval"] == 0, "ok", ex["error"].astype(str))})
+                             "result": np.where(ex["retval"] == 0, "ok", np.where(
+                                 ex["path_search"].to_numpy(bool) if "path_search" in ex else False,
+                                 "PATH search: " + ex["error"].astype(str), ex["error"].astype(str)))})
         out["exec"] = _table(shown, max_rows, ["t (s)", "pid", "ppid", "uid", "comm", "filename", "argv", "result",
                                                "exit_code", "exit_signal", "duration"])
     if (ex is not None and len(ex)) or (procs is not None and len(procs)):
@@ -270,7 +272,10 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, bas
     ex = tables.get("exec")
     summary = [("duration", f"{(end_ns - t0_ns) / 1e9:.3f} s"), ("processes", f"{len(data.pids):,}")]
     if ex is not None:
-        summary += [("execs", f"{len(ex):,}"), ("failed execs", f"{int((ex['retval'] != 0).sum()):,}")]
+        searched = ex["path_search"].to_numpy(bool) if "path_search" in ex else np.zeros(len(ex), bool)
+        summary += [("execs", f"{len(ex):,}"), ("failed execs", f"{int(((ex['retval'] != 0) & ~searched).sum()):,}")]
+        if searched.any():
+            summary.append(("PATH-search tries (not failures)", f"{int(searched.sum()):,}"))
     ctx_gpu = _guard(errors, "gpu", _gpu, gpu, t0_ns, max_rows, figs, t0) if gpu is not None and len(gpu) else None
     if ctx_gpu:
         moved = gpu["bytes"].where(gpu["direction"].notna()).fillna(0).sum()

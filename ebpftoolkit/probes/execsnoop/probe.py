@@ -19,7 +19,7 @@ from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
 from ..standalone import StandaloneProbe
 from .config import ExecConfig
-from .tables import EXEC_COLUMNS, FLAGS, TASK_EVENTS, exec_table, join_exits, process_table
+from .tables import EXEC_COLUMNS, FLAGS, TASK_EVENTS, exec_table, fold_path_search, join_exits, process_table
 
 __all__ = ["ExecSnoop", "EXEC_COLUMNS", "exec_layout", "TASK_EVENT"]
 
@@ -82,7 +82,7 @@ class ExecSnoop(StandaloneProbe):
         execs = join_exits(exec_table(records["exec_events"], clock), procs)
         if self._comm_re is not None:
             execs = execs[execs["comm"].map(lambda c: bool(self._comm_re.search(c)))].reset_index(drop=True)
-        return {"exec": execs[EXEC_COLUMNS], "processes": procs.drop(columns=["_exit_ns", "_start_ns"])}
+        return {"exec": fold_path_search(execs[EXEC_COLUMNS]), "processes": procs.drop(columns=["_exit_ns", "_start_ns"])}
 
     def decode(self, stream, records, clock):
         if stream != "exec_events":

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ...runtime.records import decode_str, decode_str_array, text_column
 
-__all__ = ["exec_table", "process_table", "join_exits", "EXEC_COLUMNS", "FLAGS", "TASK_EVENTS"]
+__all__ = ["exec_table", "process_table", "join_exits", "fold_path_search", "EXEC_COLUMNS", "FLAGS", "TASK_EVENTS"]
 
 EXEC_COLUMNS = ["ts", "pid", "tid", "ppid", "uid", "comm", "filename", "argv", "argc", "argv_truncated",
                 "retval", "error", "exit_code", "exit_signal", "core_dumped", "duration", "lifetime",
@@ -125,3 +125,43 @@ def join_exits(execs: pd.DataFrame, procs: pd.DataFrame) -> pd.DataFrame:
         if len(ix_exec):
             out.loc[ix_exec, "end_ts"] = out.loc[ix_exec, "ts"] + out.loc[ix_exec, "exec_latency"] + out.loc[ix_exec, "duration"]
     return out.drop(columns=["_done_ns"])
+
+
+_SEARCH_ERRORS = {"ENOENT", "ENOTDIR", "EACCES"}
+
+
+def fold_path_search(execs: pd.DataFrame) -> pd.DataFrame:
+    """Mark a PATH search: the failed execs a thread makes of one program in the directories of PATH
+    (execvp tries each: ENOENT, ENOTDIR, EACCES) right before the exec that succeeds, with the same
+    argv and the same file name.  They get ``path_search`` True (still rows of the table, not failures
+    of the program) and the successful exec ``attempts``: how many tries it took (1: found at once).
+    A search that never succeeds is left as it is: those are real failures."""
+    out = execs.copy()
+    n = len(out)
+    out["attempts"] = pd.array([1 if r == 0 else pd.NA for r in out["retval"].tolist()], dtype="Int64")
+    out["path_search"] = np.zeros(n, bool)
+    if not n:
+        return out
+    tid = out["tid"].to_numpy()
+    order = np.lexsort((out["ts"].to_numpy(), tid))          # by thread, then time
+    retval, error, filename = out["retval"].to_numpy(), out["error"].tolist(), out["filename"].tolist()
+    argv = out["argv"].tolist()
+    base = [str(f).rsplit("/", 1)[-1] for f in filename]
+    attempts, searched = out["attempts"].to_numpy(dtype=object), np.zeros(n, bool)
+    pending: list[int] = []                 # the failed tries just before, of the current thread
+    for k, i in enumerate(order):
+        if k and tid[i] != tid[order[k - 1]]:
+            pending = []
+        same = bool(pending) and list(argv[pending[0]]) == list(argv[i]) and base[pending[0]] == base[i]
+        if retval[i] == 0:
+            if same:
+                searched[pending] = True
+                attempts[i] = len(pending) + 1
+            pending = []
+        elif error[i] in _SEARCH_ERRORS and "/" in str(filename[i]):
+            pending = pending + [i] if same or not pending else [i]
+        else:
+            pending = []
+    out["attempts"] = pd.array(attempts, dtype="Int64")
+    out["path_search"] = searched
+    return out
