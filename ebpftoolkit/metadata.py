@@ -120,6 +120,9 @@ class RecordingMetadata:
     events: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     runs: list[RunInfo] = field(default_factory=list)
+    #: pid -> its main thread's name, read at stop for the processes still running (a lane is named
+    #: after its process, not after whichever thread happened to make an event)
+    process_names: dict[int, str] = field(default_factory=dict)
 
     def config(self, probe: str) -> ProbeConfig | None:
         """The configuration of the recording's probe ``probe`` (a table name such as ``"pmu"``), if any."""
@@ -163,7 +166,8 @@ class RecordingMetadata:
                 events={str(k): int(v) for k, v in (d.get("events") or {}).items()},
                 notes=[str(n) for n in d.get("notes") or []],
                 runs=[RunInfo(str(r["run"]), str(r.get("host", "")), str(r.get("kernel", "")), _ts(r.get("start")),
-                              _ts(r.get("end"))) for r in d.get("runs") or []])
+                              _ts(r.get("end"))) for r in d.get("runs") or []],
+                process_names={int(k): str(v) for k, v in (d.get("process_names") or {}).items()})
         except SessionLoadError:
             raise
         except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:

@@ -30,7 +30,7 @@ from .runtime.collector import Collector
 from .runtime.program import BpfProgram, RawTracepoint
 from .runtime.sources import common_header
 from .runtime.streams import stream_declaration
-from .runtime.tracking import register_self_preexec, seed_tracked
+from .runtime.tracking import main_thread_names, register_self_preexec, seed_tracked
 from .scope import COMMAND, SELF, Scope, check_scope
 from .version import __version__
 
@@ -249,6 +249,7 @@ class Session:
                 self._note(f"probe {p.name}: its details could not be gathered ({type(exc).__name__}: {exc})")
         for label, exc in col.listener_errors:
             self._note(f"a live listener ({label}) failed and was skipped from then on: {type(exc).__name__}: {exc}")
+        self.metadata.process_names = main_thread_names(df["pid"] for df in tables.values() if "pid" in df)
         self.recording = Recording(tables, self.metadata, lost, losses, raw)
         if col.error is not None:
             raise col.error

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import TracefsError
 
-__all__ = ["TRACEFS_PATHS", "TRACEFS_FIX", "find_tracefs", "ensure_tracefs"]
+__all__ = ["syscall_arg_count", "TRACEFS_PATHS", "TRACEFS_FIX", "find_tracefs", "ensure_tracefs"]
 
 TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEFS_FIX = "sudo mount -t tracefs nodev /sys/kernel/tracing"
@@ -35,3 +35,19 @@ def ensure_tracefs() -> Path:
     if path is None:
         raise TracefsError(f"tracefs: {detail}; fix: {fix}")
     return path
+
+
+def syscall_arg_count(name: str) -> int | None:
+    """How many arguments ``syscalls:sys_enter_NAME`` records (the fields after ``__syscall_nr`` in its
+    format), or None where tracefs does not say (the tracepoint, or tracefs, is missing)."""
+    root, _how, _why = find_tracefs(False)
+    if root is None:
+        return None
+    try:
+        text = (root / "events" / "syscalls" / f"sys_enter_{name}" / "format").read_text()
+    except OSError:
+        return None
+    fields = [ln for ln in text.splitlines() if ln.strip().startswith("field:")]
+    after = [ln for ln in fields[[k for k, ln in enumerate(fields) if "__syscall_nr" in ln][0] + 1:]] \
+        if any("__syscall_nr" in ln for ln in fields) else []
+    return len(after)

@@ -5,9 +5,12 @@ import ctypes
 import os
 from collections import defaultdict
 
-from .abi import BPF_MAP_UPDATE_ELEM, libc, syscall_nr
+import numpy as np
 
-__all__ = ["descendants", "seed_tracked", "register_self_preexec"]
+from .abi import BPF_MAP_UPDATE_ELEM, libc, syscall_nr
+from .records import decode_str
+
+__all__ = ["descendants", "seed_tracked", "register_self_preexec", "main_thread_names"]
 
 
 def descendants(root: int) -> set[int]:
@@ -63,3 +66,21 @@ def register_self_preexec(map_fd: int):
             raise OSError(ctypes.get_errno(), "could not register the child in the tracked-process map")
 
     return preexec
+
+
+def main_thread_names(pid_columns, limit: int = 10_000) -> dict[int, str]:
+    """pid -> /proc/PID/comm (the name of its main thread) of the pids in ``pid_columns`` still running."""
+    pids: set[int] = set()
+    for col in pid_columns:
+        try:                                  # a user's own table may call anything "pid"
+            pids.update(int(p) for p in np.unique(np.asarray(col, dtype=np.int64)) if 0 < p < 1 << 22)
+        except (TypeError, ValueError, OverflowError):
+            continue
+    out = {}
+    for pid in sorted(pids)[:limit]:
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as f:
+                out[pid] = decode_str(f.read().rstrip(b"\n"))
+        except (OSError, ValueError):
+            continue
+    return out

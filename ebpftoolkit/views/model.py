@@ -140,16 +140,16 @@ class TraceModel:
             pd.DataFrame(columns=["start_ns", "end_ns", "probe", "stream", "lost"])
         cfg = rec.metadata.config("pmu")
         interval = getattr(cfg, "interval_ns", None) or 10_000_000
-        pnames, tnames = _names(t)
+        pnames, tnames = _names(t, rec.metadata.process_names)
         lanes = _lanes(t, pnames, end)
         return cls(t0, end, lanes, spans_df, inst_df, counters, loss, pnames, tnames,
                    {k: int(v) for k, v in rec.lost.items()}, int(interval))
 
 
-def _names(tables) -> tuple[dict, dict]:
-    """Process names from their main thread (tid == pid), then from exec and the processes table;
-    thread names from each thread's last comm."""
-    proc, thread = {}, {}
+def _names(tables, main_threads=None) -> tuple[dict, dict]:
+    """Process names from their main thread (tid == pid, or its name read at stop: ``main_threads``),
+    then from exec and the processes table; thread names from each thread's last comm."""
+    proc, thread = {int(p): str(c) for p, c in (main_threads or {}).items()}, {}
     for name in ("pmu", "syscalls", "gpu", "pmu_samples"):
         df = tables.get(name)
         if df is None or df.empty or "comm" not in df or "tid" not in df:

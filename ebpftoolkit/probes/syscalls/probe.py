@@ -15,7 +15,7 @@ from ...runtime.clock import MonotonicClock
 from ...runtime.layout import Layout
 from ...runtime.sources import source_beside
 from ...runtime.streams import StreamSpec
-from ...runtime.tracefs import ensure_tracefs
+from ...runtime.tracefs import ensure_tracefs, syscall_arg_count
 from ..standalone import StandaloneProbe
 from .config import SyscallConfig
 
@@ -72,8 +72,9 @@ class SyscallTrace(StandaloneProbe):
             head += "static __always_inline void sys_events_emit(void *c, void *d, u64 s) {}\n"
         # plain functions attached in setup(), not TRACEPOINT_PROBE: another probe of the session
         # (ExecSnoop on sys_enter_execve) may define a TRACEPOINT_PROBE on the same tracepoint
-        probes = "".join(f"\nint sys_tp_{n}(void *ctx)\n{{\n    return sys_on_enter(ctx, {i});\n}}\n"
-                         for i, n in enumerate(c.names))
+        avail = [syscall_arg_count(n) for n in c.names]
+        probes = "".join(f"\nint sys_tp_{n}(void *ctx)\n{{\n    return sys_on_enter(ctx, {i}, {6 if a is None else a});\n}}\n"
+                         for i, (n, a) in enumerate(zip(c.names, avail)))
         return head + source_beside(__file__, "syscalls.bpf.c") + probes
 
     def setup(self, program) -> None:

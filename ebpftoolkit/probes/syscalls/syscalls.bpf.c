@@ -14,7 +14,9 @@ BPF_PERCPU_HASH(sys_counts, struct sys_key, u64, SYS_COUNT_KEYS);
 BPF_PERCPU_ARRAY(sys_counts_lost, u64, 1);
 #endif
 
-static __always_inline int sys_on_enter(void *ctx, u32 nr)
+/* navail: how many arguments the call's tracepoint records (a constant per wrapper): a call with fewer
+ * than SYS_NARGS leaves the rest 0 (reading past its record would be refused by the verifier) */
+static __always_inline int sys_on_enter(void *ctx, u32 nr, int navail)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 pid = id >> 32;
@@ -47,7 +49,7 @@ static __always_inline int sys_on_enter(void *ctx, u32 nr)
     /* direct loads from the tracepoint record (a helper call costs more than the rest of the record) */
 #pragma unroll
     for (int i = 0; i < SYS_NARGS; i++)
-        ev.args[i] = ((u64 *)ctx)[2 + i];
+        ev.args[i] = i < navail ? ((u64 *)ctx)[2 + i] : 0;
 #endif
     sys_events_emit(ctx, &ev, sizeof(ev));
 #endif
