@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import ProbeConfigError
 
-__all__ = ["pmu_totals", "pmu_timeseries", "ipc", "miss_rate", "mpki", "top_functions"]
+__all__ = ["process_names", "pmu_totals", "pmu_timeseries", "ipc", "miss_rate", "mpki", "top_functions"]
 
 
 def _keys(by) -> list[str]:
@@ -60,8 +60,20 @@ def pmu_timeseries(df: pd.DataFrame, interval="100ms", by="pid") -> pd.DataFrame
     return out
 
 
-def pmu_totals(df: pd.DataFrame, by="pid") -> pd.DataFrame:
-    """Totals per ``by`` group: one column per event (and ``comm``, the last name seen, when grouping by pid)."""
+def process_names(df: pd.DataFrame, main_threads: dict | None = None) -> pd.Series:
+    """pid -> its name: the main thread's (tid == pid) last comm in ``df``, else ``main_threads[pid]``
+    (``Recording.metadata.process_names``, read at stop), else the last comm of any of its threads."""
+    last = df.groupby("pid")["comm"].last()
+    if "tid" in df.columns:
+        main = df[df["tid"] == df["pid"]].groupby("pid")["comm"].last()
+        fallback = pd.Series({p: (main_threads or {}).get(int(p), c) for p, c in last.items()}, dtype=object)
+        last = main.combine_first(fallback) if len(fallback) else main
+    return last.rename("comm")
+
+
+def pmu_totals(df: pd.DataFrame, by="pid", names: dict | None = None) -> pd.DataFrame:
+    """Totals per ``by`` group: one column per event (and ``comm``, the process's name (process_names),
+    when grouping by pid; ``names``: the recording's metadata.process_names)."""
     keys = _keys(by)
     _check(df, ["event", "value", *keys])
     wide = df.pivot_table(index=keys or None, columns="event", values="value", aggfunc="sum",
@@ -70,7 +82,7 @@ def pmu_totals(df: pd.DataFrame, by="pid") -> pd.DataFrame:
     wide.columns = [str(c) for c in wide.columns]
     wide = wide.astype(np.int64)
     if keys == ["pid"] and "comm" in df.columns:
-        wide.insert(0, "comm", df.groupby("pid")["comm"].last())
+        wide.insert(0, "comm", process_names(df, names))
     return wide.reset_index() if keys else wide.reset_index(drop=True)
 
 

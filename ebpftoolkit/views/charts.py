@@ -289,7 +289,7 @@ def pmu_rates(pmu: pd.DataFrame, interval=None, t0=None, top: int = 5, min_inter
     events = [str(e) for e in pmu["event"].unique()]
     t0 = _t0(pmu["ts"], t0)
     fig, axes = _figure(f"{title} (per {interval})", nrows=len(events), height=1.7)
-    comm = pmu.groupby("pid")["comm"].last()
+    comm = pmu_analysis.process_names(pmu)
     for ax, ev in zip(axes, events):
         sub = ts[ts["event"].astype(str) == ev]
         busiest = sub.groupby("pid")["value"].sum().nlargest(top).index

@@ -54,3 +54,4 @@ def test_a_search_that_never_succeeds_stays_failures():
     rows = [(1, "x", "/d1/", -2), (1, "x", "/d2/", -2), (1, "y", "/d1/", 0)]
     out = fold_path_search(_table(rows))
     assert not out["path_search"].any() and out["attempts"].tolist()[2] == 1
+
