@@ -16,15 +16,14 @@ import ctypes
 import errno as _errno
 import functools
 import os
-import platform
 import re
-import subprocess
 from ctypes import c_bool, c_char_p, c_int, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass
 
 from ..errors import ProbeAttachError, ProbeCompileError, ProbeConfigError, ProbeStateError
 from .libbpf import Btf, _lib, strerror
 from .libbpflog import DEBUG, WARN, capture, load_error, text
+from .ldcache import ARCH_TAG, linker_cache
 from .maps import map_info
 from .progids import LOADED_PROGRAM_IDS, prog_id
 
@@ -80,16 +79,8 @@ def resolve_binary(binary: str) -> str:
     stem = re.sub(r"\.so(\.\d+)*$", "", binary)
     stem = stem if stem.startswith("lib") else f"lib{stem}"
     soname = ctypes.util.find_library(stem[3:]) or ""
-    try:
-        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        listing = ""
-    arch = {"x86_64": "x86-64", "aarch64": "AArch64"}.get(platform.machine(), "")
-    found = []
-    for line in listing.splitlines():
-        m = re.match(r"\s*(\S+) \(([^)]*)\) => (\S+)", line)
-        if m and (m.group(1) in (binary, soname) or m.group(1).startswith(f"{stem}.so")):
-            found.append((m.group(1) not in (binary, soname), arch not in m.group(2), m.group(3)))
+    found = [(name not in (binary, soname), ARCH_TAG not in flags, path) for name, flags, path in linker_cache()
+             if name in (binary, soname) or name.startswith(f"{stem}.so")]
     if not found:
         raise ProbeConfigError(f"no shared library {binary!r} in the dynamic linker's cache (ldconfig -p): pass "
                                "the library's or executable's path instead")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -68,17 +69,12 @@ def classify_compile_error(log: str, exc: Exception) -> Exception:
     return ProbeCompileError(f"the BPF program did not compile or load: {exc}\n{log[-4000:]}")
 
 
-_BPF_CLASSES: dict = {}
-
-
-def _bpf_class(bcc):
+@functools.lru_cache(maxsize=None)
+def _bpf_class(base):
     """``bcc.BPF`` without the load and attach of ``TRACEPOINT_PROBE`` functions in its constructor:
     done after it returns, so that a program the verifier refuses leaves an object to clean up (BCC's
     constructor would raise with the module's maps and the programs attached before it still held)."""
-    cls = _BPF_CLASSES.get(id(bcc.BPF))
-    if cls is None:
-        cls = _BPF_CLASSES[id(bcc.BPF)] = type("BPF", (bcc.BPF,), {"_trace_autoload": lambda self: None})
-    return cls
+    return type("BPF", (base,), {"_trace_autoload": lambda self: None})
 
 
 def _release(module) -> None:
@@ -102,7 +98,7 @@ def compile_module_with_log(text: str, cflags=(), debug: int = 0, classify=class
     with capture_output() as log:
         module = None
         try:
-            module = _bpf_class(bcc)(text=text.encode(), cflags=list(cflags), debug=debug)
+            module = _bpf_class(bcc.BPF)(text=text.encode(), cflags=list(cflags), debug=debug)
             bcc.BPF._trace_autoload(module)
             err = None
         except Exception as exc:  # BCC raises bare Exception for compile/verifier failures

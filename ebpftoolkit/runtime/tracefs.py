@@ -48,6 +48,5 @@ def syscall_arg_count(name: str) -> int | None:
     except OSError:
         return None
     fields = [ln for ln in text.splitlines() if ln.strip().startswith("field:")]
-    after = [ln for ln in fields[[k for k, ln in enumerate(fields) if "__syscall_nr" in ln][0] + 1:]] \
-        if any("__syscall_nr" in ln for ln in fields) else []
-    return len(after)
+    nr = next((k for k, ln in enumerate(fields) if "__syscall_nr" in ln), None)
+    return 0 if nr is None else len(fields) - nr - 1

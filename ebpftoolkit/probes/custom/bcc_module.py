@@ -23,7 +23,7 @@ from ...runtime.links import CallbackLink, FdLink
 from ...runtime.maps import BpfMap, map_info
 from ...runtime.perf import online_cpus
 from ...runtime.progids import LOADED_PROGRAM_IDS, prog_id
-from .attach import UPROBE_HINT, supported_event
+from .attach import UPROBE_HINT, attach_configured, supported_event
 from .bcc_source import (DEBUG_PREPROCESSOR, diagnostics, histogram_names, program_text, rewritten_lines, submitted,
                          user_line, verifier_failure)
 from .readers import PERF_ARRAY as _PERF_ARRAY, RINGBUF as _RINGBUF, PerfReader, RingReader, table_map
@@ -50,6 +50,7 @@ class BccModule:
         self.histograms = set(config.histograms) | set(histogram_names(config.source))
         self.loaded_once = False
         self.notes: list[str] = []              # said at the end of the session
+        self._lost_map: BpfMap | None = None
 
     def prepare(self, tree: bool) -> None:
         """Nothing to do before the session's program loads: the module needs its maps to compile."""
@@ -79,12 +80,7 @@ class BccModule:
             program.add_link(CallbackLink(lambda tp=tp: m.detach_raw_tracepoint(tp), "raw_tracepoint", _s(tp), None,
                                           "raw tracepoint"))
             self.attached.append(f"raw tracepoint {_s(tp)}")
-        for fn, target in self.config.uprobes:
-            self._uprobe(program, fn, target, False)
-        for fn, target in self.config.uretprobes:
-            self._uprobe(program, fn, target, True)
-        for fn, event, period in self.config.perf_events:
-            self._perf_event(program, fn, event, period)
+        attach_configured(self, program)
         for fd in self.prog_fds().values():      # the suite's leak guard checks none outlives its session
             LOADED_PROGRAM_IDS.add(prog_id(fd))
         self._find_tables()
@@ -232,11 +228,12 @@ class BccModule:
                                    f"Pass records={{'{ring}': numpy dtype}} to say how") from None
         return None
 
-    def _lost(self, slot: int) -> int:
+    def _lost(self, slot: int) -> int:      # the collector asks at every poll: the map is opened once
         if self.module is None:
             return 0
-        lost = BpfMap(self.module.get_table(b"ebt_user_lost").map_fd, "ebt_user_lost", "u4", "u8")
-        return lost.sum(slot)
+        if self._lost_map is None:
+            self._lost_map = BpfMap(self.module.get_table(b"ebt_user_lost").map_fd, "ebt_user_lost", "u4", "u8")
+        return self._lost_map.sum(slot)
 
     # -- exploring -------------------------------------------------------------
     def prog_fds(self) -> dict[str, int]:

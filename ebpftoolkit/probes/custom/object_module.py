@@ -25,7 +25,7 @@ from ...runtime.libbpf import LibbpfError
 from ...runtime.links import CallbackLink
 from ...runtime.maps import BpfMap
 from ...runtime.perf import online_cpus
-from .attach import UPROBE_HINT, supported_event
+from .attach import UPROBE_HINT, attach_configured, supported_event
 from .readers import PERF_ARRAY, RINGBUF, PerfReader, RingReader, table_map
 
 __all__ = ["ObjectModule"]
@@ -49,6 +49,7 @@ class ObjectModule:
         self.loaded_once = False
         self.notes: list[str] = []
         self._object: Path | None = None
+        self._lost_map: BpfMap | None = None
 
     # -- before the session loads -------------------------------------------
     def prepare(self, tree: bool) -> None:
@@ -93,12 +94,7 @@ class ObjectModule:
                               f"vmlinux.h and bpf_helpers.h, compile with -I{include_dir()}, and test EBPF_TRACED())")
         for link in obj.attach_auto():
             self._adopt(program, link)
-        for fn, target in self.config.uprobes:
-            self._uprobe(program, fn, target, False)
-        for fn, target in self.config.uretprobes:
-            self._uprobe(program, fn, target, True)
-        for fn, event, period in self.config.perf_events:
-            self._perf_event(program, fn, event, period)
+        attach_configured(self, program)
         self._find_tables()
 
     def _adopt(self, program, link, said: bool = True) -> None:
@@ -183,10 +179,12 @@ class ObjectModule:
                 f"with `EBPF_RECORD({ring}, struct {struct});` (ebpftoolkit.bpf.h) and build with -g, or pass records={{'{ring}': "
                 "numpy dtype}") from None
 
-    def _lost(self) -> int:
+    def _lost(self) -> int:                 # the collector asks at every poll: the map is opened once
         if self.obj is None or not self.obj.loaded:
             return 0
-        return BpfMap(self.obj.map_fd("ebt_user_lost"), "ebt_user_lost", "u4", "u8").sum(0)
+        if self._lost_map is None:
+            self._lost_map = BpfMap(self.obj.map_fd("ebt_user_lost"), "ebt_user_lost", "u4", "u8")
+        return self._lost_map.sum(0)
 
     # -- exploring ------------------------------------------------------------------
     def prog_fds(self) -> dict[str, int]:

@@ -5,6 +5,7 @@ tracing cost a recording's calls (calls x their attach point's cost).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,9 +38,21 @@ def cache_file() -> Path:
 
 def costs() -> dict:
     """The cost per call (us) of an emulated and a single-stepped attach point and of a return probe:
-    measured here (``source``: "measured on ...") or the project's estimates (``source``: "estimated")."""
+    measured here (``source``: "measured on ...") or the project's estimates (``source``: "estimated").
+    Read again only when the cached file changes (every attach point's overhead() row asks)."""
+    path = cache_file()
     try:
-        measured = json.loads(cache_file().read_text())
+        st = path.stat()
+        stamp = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (str(path), None, None)
+    return dict(_read(stamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _read(stamp) -> dict:
+    try:
+        measured = json.loads(Path(stamp[0]).read_text())
         if all(isinstance(measured.get(k), (int, float)) for k in ESTIMATES):
             return measured
     except (OSError, ValueError):

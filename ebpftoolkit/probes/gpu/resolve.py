@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ...runtime.cache import cached
 from ...runtime.elf import elf_file, elf_identity
+from ...runtime.ldcache import ARCH_TAG, linker_cache
 from ...runtime.x86 import ProbeSite, first_instruction, probe_site
 from .catalogue import CallSpec
 from .costs import costs
@@ -81,15 +82,11 @@ def cost_estimate_us(emulated: bool, with_return: bool) -> float:
 
 @functools.lru_cache(maxsize=1)
 def _ldconfig() -> dict[str, list[str]]:
+    """soname -> this architecture's paths of it in the linker cache."""
     out: dict[str, list[str]] = {}
-    try:
-        text = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        text = ""
-    for line in text.splitlines()[1:]:
-        if " => " in line and "x86-64" in line:
-            name, path = line.strip().split(" => ")
-            out.setdefault(name.split()[0], []).append(path)
+    for name, flags, path in linker_cache():
+        if ARCH_TAG and ARCH_TAG in flags:
+            out.setdefault(name, []).append(path)
     return out
 
 
