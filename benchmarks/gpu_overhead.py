@@ -121,7 +121,7 @@ def per_call_cost(repeat: int) -> tuple[float, float]:
     """(trap alone, GpuTrace) in us per call, medians of interleaved tight-loop runs."""
     from ebpftoolkit.probes.gpu import CATALOGUE, add_call
     lib, exe = build_call_loop()
-    spec = add_call("bench", "upload_moved", library=str(lib), category="upload", size="arg1")
+    spec = add_call("bench", "upload_moved", library=str(lib), category="copy_h2d", size="arg1")
     argv = ["taskset", "-c", "1", str(exe), "100000"]
     ns = {"untraced": [], "trap": [], "gputrace": []}
     try:
@@ -147,7 +147,7 @@ def out_of_scope(repeat: int) -> dict:
     import ebpftoolkit.probes.gpu.probe as gpu_probe
     from ebpftoolkit.probes.gpu import CATALOGUE, add_call
     lib, exe = build_call_loop()
-    spec = add_call("bench", "upload_moved", library=str(lib), category="upload", size="arg1")
+    spec = add_call("bench", "upload_moved", library=str(lib), category="copy_h2d", size="arg1")
     argv = ["taskset", "-c", "1", str(exe), "100000"]
     ns = {"untraced": [], "scoped": [], "global": []}
     multi = gpu_probe.multi_supported

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .errors import SessionLoadError
 from .metadata import RecordingMetadata, RunInfo
+from .probes.gpu.catalogue import OLD_CATEGORIES
 from .scope import describe_scope
 from .storage import load_tables, save_tables
 from .text import printable
@@ -78,6 +79,9 @@ class Recording:
         except (TypeError, ValueError, OverflowError):
             raise SessionLoadError(f"{path / 'metadata.json'}: 'lost' counts must be integers, got {lost}") from None
         losses = tables.pop("_loss_windows")
+        gpu = tables.get("gpu")
+        if gpu is not None and "category" in gpu:      # saved before one vocabulary: upload -> copy_h2d...
+            tables["gpu"] = gpu.assign(category=gpu["category"].replace(OLD_CATEGORIES))
         missing = [c for c in LOSS_COLUMNS if c not in losses]
         if missing:
             raise SessionLoadError(f"{path / '_loss_windows.parquet'} lacks columns {missing}")

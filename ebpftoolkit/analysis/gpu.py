@@ -48,7 +48,7 @@ def data_movement(gpu: pd.DataFrame, interval: str = "100ms") -> pd.DataFrame:
 
 
 def bandwidth(gpu: pd.DataFrame) -> pd.DataFrame:
-    """Per copy/upload/download call with a duration: bytes / call duration.
+    """Per copy call (copy_h2d, copy_d2h, copy_d2d, copy) with a duration: bytes / call duration.
 
     This is *call-time* bandwidth: for asynchronous copies the call returns
     before the transfer ends, so it is not the transfer's bandwidth.

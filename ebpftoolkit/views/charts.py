@@ -23,7 +23,7 @@ __all__ = ["miss_rate_over_time", "misses_by_function", "mpki", "frame_times", "
 CATEGORY_COLORS = {
     "draw": "#1f77b4", "dispatch": "#9467bd", "launch": "#6a3d9a", "frame": "#000000", "alloc": "#2ca02c",
     "free": "#98df8a", "copy_h2d": "#ff7f0e", "copy_d2h": "#d62728", "copy_d2d": "#ff9896", "copy": "#ffbb78",
-    "upload": "#e6ab02", "download": "#a6761d", "submit": "#17becf", "sync": "#7f7f7f", "other": "#c7c7c7",
+    "submit": "#17becf", "sync": "#7f7f7f", "other": "#c7c7c7",
     "syscall": "#bcbd22"}
 _EXTRA = ["#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ccebc5"]
 DIRECTION_COLORS = {"h2d": "#ff7f0e", "d2h": "#d62728", "d2d": "#9467bd", "unknown": "#7f7f7f"}

@@ -235,8 +235,8 @@ def moved_args(tmp_path):
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(progs / "moved_args_lib.S")], check=True)
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(progs / "moved_args.c"), f"-L{tmp_path}", "-lmovedargs",
                     f"-Wl,-rpath,{tmp_path}"], check=True)
-    specs = [add_call("testlib", "upload_moved", library=str(lib), category="upload", size="arg1"),
-             add_call("testlib", "upload_stack", library=str(lib), category="upload", size="arg6")]
+    specs = [add_call("testlib", "upload_moved", library=str(lib), category="copy_h2d", size="arg1"),
+             add_call("testlib", "upload_stack", library=str(lib), category="copy_h2d", size="arg6")]
     yield exe
     for spec in specs:
         CATALOGUE.remove(spec)
@@ -251,7 +251,7 @@ def test_add_call_with_probes_moved_past_single_stepped_instructions(moved_args,
     assert o.loc["upload_moved", "arguments_moved"] == "arg1=%rax"
     assert o.loc["upload_stack", "probe_offset"] == 8 and o["emulated"].all()
     assert_agree(df, own, ["upload_moved", "upload_stack"], ["upload_moved", "upload_stack"])
-    assert set(df["api"]) == {"testlib"} and set(df["category"]) == {"upload"}
+    assert set(df["api"]) == {"testlib"} and set(df["category"]) == {"copy_h2d"}
     # the return address was found past the moved stack pointer: every caller is in main
     offsets = df["caller"].astype("int64") - own["main"]
     assert ((offsets > 0) & (offsets < 4096)).all(), offsets.tolist()

@@ -140,7 +140,7 @@ def test_add_call_on_a_program_records_its_calls_by_default(tmp_path):
                    "printf(\"{\\\"calls\\\": %d, \\\"sum\\\": %d}\\n\", 25, s); return 0; }\n")
     exe = tmp_path / "prog"
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
-    spec = add_call("myapp", "upload_frame", library=str(exe), category="upload", size="arg0")
+    spec = add_call("myapp", "upload_frame", library=str(exe), category="copy_h2d", size="arg0")
     try:
         oracle = Bpftrace({"upload": f"{exe}:upload_frame"})
         s = Session(GpuTrace(["myapp"]), descendants_of="command")

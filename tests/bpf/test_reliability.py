@@ -254,7 +254,7 @@ def test_bad_session_options_are_typed_errors():
             Session(ExecSnoop(), descendants_of=pid)
     with pytest.raises(ProbeConfigError, match="unknown name 'arg99'"):
         from ebpftoolkit.probes.gpu import add_call
-        add_call("mylib", "f", library="/lib/x86_64-linux-gnu/libc.so.6", category="upload", size="arg99")
+        add_call("mylib", "f", library="/lib/x86_64-linux-gnu/libc.so.6", category="copy_h2d", size="arg99")
 
 
 @bpf

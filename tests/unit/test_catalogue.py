@@ -19,13 +19,15 @@ import functools
 import os
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ebpftoolkit.errors import ProbeConfigError
 from ebpftoolkit.probes.gpu import decode, resolve
-from ebpftoolkit.probes.gpu.catalogue import CATALOGUE, CATEGORIES, EXPRESSION_NAMES, check_expression
+from ebpftoolkit.probes.gpu.catalogue import CATALOGUE, CATEGORIES, EXPRESSION_NAMES, add_call, check_expression
 from ebpftoolkit.runtime.elf import elf_file
 
 APIS = ("opengl", "vulkan", "opencl", "cuda")
@@ -287,6 +289,36 @@ def test_no_duplicates_and_valid_fields():
 def test_hot_calls_have_no_return_probe_by_default():
     hot = [c.name for c in SPECS if c.name in HOT and c.ret]
     assert not hot, hot
+
+
+def test_one_category_vocabulary_for_every_api():
+    assert not {"upload", "download"} & set(CATEGORIES)
+    for cat in ("copy_h2d", "copy_d2h"):          # a GL texture upload and a cudaMemcpy H2D are named alike
+        assert {c.api for c in SPECS if c.category == cat} == set(APIS), cat
+
+
+@pytest.mark.parametrize("old, new", [("upload", "copy_h2d"), ("download", "copy_d2h")])
+def test_add_call_takes_the_old_names_as_the_new_ones_with_a_warning(old, new):
+    with pytest.warns(DeprecationWarning, match=f"'{old}' is now '{new}'"):
+        spec = add_call("vocab", f"f_{old}", library="/lib/x86_64-linux-gnu/libc.so.6", category=old)
+    try:
+        assert spec.category == new and spec in CATALOGUE
+    finally:
+        CATALOGUE.remove(spec)
+    with pytest.raises(ProbeConfigError, match="copy_h2d, copy_d2h"):
+        add_call("vocab", "g", library="/lib/x86_64-linux-gnu/libc.so.6", category="uploads")
+
+
+def test_recordings_saved_with_the_old_names_load_with_the_new_ones():
+    from ebpftoolkit.recording import Recording
+    path = Path(__file__).parents[1] / "data" / "sessions" / "gpu_pmu"       # saved by ebpftoolkit 0.1
+    saved = pd.read_parquet(path / "gpu.parquet")["category"]
+    assert {"upload", "download"} <= set(saved)
+    got = Recording.load(path).tables["gpu"]["category"]
+    assert not {"upload", "download"} & set(got)
+    assert (got == "copy_h2d").sum() == saved.isin(["upload", "copy_h2d"]).sum()
+    assert (got == "copy_d2h").sum() == saved.isin(["download", "copy_d2h"]).sum()
+    assert (got[~saved.isin(["upload", "download"])] == saved[~saved.isin(["upload", "download"])]).all()
 
 
 def test_the_requested_calls_are_all_there():

@@ -56,14 +56,15 @@ def big_gpu_session(n: int = 1_000_000, seed: int = 1) -> Recording:
     base = load("gpu_pmu")
     rng = np.random.default_rng(seed)
     pid = int(base.tables["gpu"]["pid"].iloc[0])
-    calls = {"draw": ("opengl", "glDrawArrays"), "upload": ("opengl", "glBufferData"),
-             "download": ("opengl", "glReadPixels"), "frame": ("opengl", "eglSwapBuffers"),
+    calls = {"draw": ("opengl", "glDrawArrays"), "gl_h2d": ("opengl", "glBufferData"),
+             "gl_d2h": ("opengl", "glReadPixels"), "frame": ("opengl", "eglSwapBuffers"),
              "alloc": ("opencl", "clCreateBuffer"), "free": ("opencl", "clReleaseMemObject"),
              "sync": ("opencl", "clFinish"), "launch": ("opencl", "clEnqueueNDRangeKernel"),
-             "copy_h2d": ("opencl", "clEnqueueWriteBuffer")}
-    cat = np.array(["draw"] * 6 + list(calls)[1:])[rng.integers(0, 14, n)]
-    c = pd.Series(cat)
-    sized = np.isin(cat, ["upload", "download", "alloc", "copy_h2d"])
+             "cl_h2d": ("opencl", "clEnqueueWriteBuffer")}
+    kind = np.array(["draw"] * 6 + list(calls)[1:])[rng.integers(0, 14, n)]
+    c = pd.Series(kind)
+    cat = c.replace({"gl_h2d": "copy_h2d", "cl_h2d": "copy_h2d", "gl_d2h": "copy_d2h"}).to_numpy(object)
+    sized = np.isin(cat, ["copy_h2d", "copy_d2h", "alloc"])
     handles = np.isin(cat, ["alloc", "free"])
     timed = rng.random(n) < 0.3
     gpu = pd.DataFrame({
@@ -71,7 +72,7 @@ def big_gpu_session(n: int = 1_000_000, seed: int = 1) -> Recording:
         "pid": pid, "tid": pid + (rng.random(n) < 0.1), "comm": "gl_egl",
         "api": c.map(lambda k: calls[k][0]).to_numpy(), "call": c.map(lambda k: calls[k][1]).to_numpy(),
         "category": cat, "bytes": pd.array(np.where(sized, 4096, 0), dtype="Int64"),
-        "direction": c.map({"upload": "h2d", "download": "d2h", "copy_h2d": "h2d"}).to_numpy(),
+        "direction": pd.Series(cat).map({"copy_h2d": "h2d", "copy_d2h": "d2h"}).to_numpy(),
         "handle": pd.array(rng.integers(1, 5000, n), dtype="Int64"),
         "duration_ns": pd.array(rng.integers(100, 5000, n), dtype="Int64"),
         "retval": pd.array(np.zeros(n, np.int64), dtype="Int64"),

@@ -3,13 +3,16 @@
 Add your own with :func:`add_call` (any library, any function)::
 
     from ebpftoolkit.probes.gpu import add_call
-    add_call("mylib", "my_upload", library="libmy.so.1", category="upload", size="arg2")
+    add_call("mylib", "my_upload", library="libmy.so.1", category="copy_h2d", size="arg2")
 
 Fields:
   api        opengl | vulkan | opencl | cuda | any name of yours
   name       the function's own name
   category   draw, dispatch, launch, frame, alloc, free, copy_h2d, copy_d2h, copy_d2d,
-             copy (direction from an argument), upload, download, submit, sync, other
+             copy (direction from an argument), submit, sync, other: one vocabulary for every
+             API (a GL texture upload is copy_h2d, a glReadPixels copy_d2h, as for CUDA and
+             OpenCL); add_call still takes the old "upload"/"download", as copy_h2d/copy_d2h,
+             with a DeprecationWarning
   libraries  sonames to attach to by symbol (the executable too, for static CUDA)
   resolve    "symbol", or "driver": find the driver function behind the API's
              dispatch (every call path ends there, GetProcAddress pointers included)
@@ -28,14 +31,17 @@ Fields:
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass, replace
 
 from ...errors import ProbeConfigError
 
-__all__ = ["CallSpec", "CATALOGUE", "add_call", "calls_for", "CATEGORIES"]
+__all__ = ["CallSpec", "CATALOGUE", "add_call", "calls_for", "CATEGORIES", "OLD_CATEGORIES"]
 
 CATEGORIES = ("draw", "dispatch", "launch", "frame", "alloc", "free", "copy_h2d", "copy_d2h", "copy_d2d", "copy",
-              "upload", "download", "submit", "sync", "other")
+              "submit", "sync", "other")
+#: names earlier versions used for GL/Vulkan host<->device copies, and what they are now
+OLD_CATEGORIES = {"upload": "copy_h2d", "download": "copy_d2h"}
 
 
 @dataclass(frozen=True)
@@ -85,13 +91,13 @@ CATALOGUE: list[CallSpec] = [
     _gl("glDrawElementsInstanced", "draw"), _gl("glDrawRangeElements", "draw"), _gl("glMultiDrawArrays", "draw"),
     _gl("glMultiDrawElements", "draw"), _gl("glDrawElementsBaseVertex", "draw"), _gl("glCallList", "draw"),
     _gl("glDispatchCompute", "dispatch"),
-    _gl("glBufferData", "upload", "arg1"), _gl("glBufferSubData", "upload", "arg2"),
-    _gl("glNamedBufferData", "upload", "arg1"), _gl("glNamedBufferSubData", "upload", "arg2"),
-    _gl("glTexImage2D", "upload", "gl_bytes(arg3, arg4, 1, arg6, arg7)"),
-    _gl("glTexSubImage2D", "upload", "gl_bytes(arg4, arg5, 1, arg6, arg7)"),
-    _gl("glTexImage3D", "upload", "gl_bytes(arg3, arg4, arg5, arg7, arg8)"),
-    _gl("glReadPixels", "download", "gl_bytes(arg2, arg3, 1, arg4, arg5)"),
-    _gl("glGetBufferSubData", "download", "arg2"),
+    _gl("glBufferData", "copy_h2d", "arg1"), _gl("glBufferSubData", "copy_h2d", "arg2"),
+    _gl("glNamedBufferData", "copy_h2d", "arg1"), _gl("glNamedBufferSubData", "copy_h2d", "arg2"),
+    _gl("glTexImage2D", "copy_h2d", "gl_bytes(arg3, arg4, 1, arg6, arg7)"),
+    _gl("glTexSubImage2D", "copy_h2d", "gl_bytes(arg4, arg5, 1, arg6, arg7)"),
+    _gl("glTexImage3D", "copy_h2d", "gl_bytes(arg3, arg4, arg5, arg7, arg8)"),
+    _gl("glReadPixels", "copy_d2h", "gl_bytes(arg2, arg3, 1, arg4, arg5)"),
+    _gl("glGetBufferSubData", "copy_d2h", "arg2"),
     _gl("glFinish", "sync"), _gl("glFlush", "sync"), _gl("glClear", "other"),
     # GLES/extension aliases (glMapBufferOES, glBlitFramebufferEXT...) share the core name's dispatch slot,
     # so the driver probe counts them under the core name; exported-symbol fallback catches the core name only
@@ -99,11 +105,11 @@ CATALOGUE: list[CallSpec] = [
     _gl("glMultiDrawArraysIndirect", "draw"), _gl("glMultiDrawElementsIndirect", "draw"),
     _gl("glMapBuffer", "other", ret=True, note="the whole buffer; may wait for the GPU"),
     _gl("glMapBufferRange", "other", "arg2", ret=True, note="may wait for the GPU"),
-    _gl("glUnmapBuffer", "other"), _gl("glFlushMappedBufferRange", "upload", "arg2"),
+    _gl("glUnmapBuffer", "other"), _gl("glFlushMappedBufferRange", "copy_h2d", "arg2"),
     _gl("glTexStorage2D", "alloc", note="bytes depend on the sized internal format, which gl_bytes does not know"),
     _gl("glTexStorage3D", "alloc", note="bytes depend on the sized internal format, which gl_bytes does not know"),
-    _gl("glTexSubImage3D", "upload", note="no bytes: its type is the 10th argument, past the 9 recorded"),
-    _gl("glCompressedTexImage2D", "upload", "arg6"), _gl("glCompressedTexSubImage2D", "upload", "arg7"),
+    _gl("glTexSubImage3D", "copy_h2d", note="no bytes: its type is the 10th argument, past the 9 recorded"),
+    _gl("glCompressedTexImage2D", "copy_h2d", "arg6"), _gl("glCompressedTexSubImage2D", "copy_h2d", "arg7"),
     _gl("glCopyBufferSubData", "copy_d2d", "arg4"), _gl("glBlitFramebuffer", "copy_d2d"),
     _gl("glFenceSync", "other"), _gl("glClientWaitSync", "sync", ret=True),
     CallSpec("opengl", "glXSwapBuffers", "frame", ("libGLX.so.0",), ret=True,
@@ -119,8 +125,8 @@ CATALOGUE: list[CallSpec] = [
     _vk("vkMapMemory", "other", "arg3", ret=True),
     _vk("vkCmdCopyBuffer", "copy_d2d", "where(arg3 == 1, deref, -1)", deref=(4, 16),
         note="bytes of the first region when there is exactly one; recorded into a command buffer"),
-    _vk("vkCmdUpdateBuffer", "upload", "arg3"), _vk("vkCmdCopyBufferToImage", "upload"),
-    _vk("vkCmdCopyImageToBuffer", "download"),
+    _vk("vkCmdUpdateBuffer", "copy_h2d", "arg3"), _vk("vkCmdCopyBufferToImage", "copy_h2d"),
+    _vk("vkCmdCopyImageToBuffer", "copy_d2h"),
     _vk("vkQueueWaitIdle", "sync", ret=True), _vk("vkDeviceWaitIdle", "sync", ret=True),
     _vk("vkWaitForFences", "sync", ret=True), _vk("vkAcquireNextImageKHR", "other", ret=True),
     _vk("vkCmdDrawIndirectCount", "draw"), _vk("vkCmdDrawIndexedIndirectCount", "draw"),
@@ -134,7 +140,7 @@ CATALOGUE: list[CallSpec] = [
     _vk("vkBindBufferMemory", "other", handle="arg1", ret=True, note="handle: the buffer; the memory is arg2"),
     _vk("vkBindImageMemory", "other", handle="arg1", ret=True, note="handle: the image; the memory is arg2"),
     _vk("vkUnmapMemory", "other"),
-    _vk("vkFlushMappedMemoryRanges", "upload", "where(arg1 == 1, deref, -1)", deref=(2, 32),
+    _vk("vkFlushMappedMemoryRanges", "copy_h2d", "where(arg1 == 1, deref, -1)", deref=(2, 32),
         note="bytes of the range when there is exactly one (VK_WHOLE_SIZE: none)"),
     # OpenCL: the ICD loader's exports (the system one and any bundled copy, e.g. pyopencl's)
     _cl("clCreateBuffer", "alloc", "arg2", handle="ret"), _cl("clReleaseMemObject", "free", handle="arg0"),
@@ -231,6 +237,10 @@ def add_call(api: str, name: str, *, library: str, category: str, size: str | No
     """Teach GpuTrace a new call (kept for this process; see the module doc for fields)."""
     if not isinstance(api, str) or not api or not isinstance(name, str) or not name:
         raise ProbeConfigError("api and name must be non-empty strings, e.g. add_call('mylib', 'my_upload', ...)")
+    if category in OLD_CATEGORIES:
+        warnings.warn(f"category {category!r} is now {OLD_CATEGORIES[category]!r} (one vocabulary for every API); "
+                      f"recorded as {OLD_CATEGORIES[category]!r}", DeprecationWarning, stacklevel=2)
+        category = OLD_CATEGORIES[category]
     if category not in CATEGORIES:
         raise ProbeConfigError(f"category must be one of {', '.join(CATEGORIES)}")
     if any(c.api == api and c.name == name for c in CATALOGUE):

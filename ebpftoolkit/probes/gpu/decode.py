@@ -137,8 +137,7 @@ def calls_table(r: np.ndarray, points, clock, comm, kernel_name=None) -> pd.Data
 def _directions(df: pd.DataFrame, kind: np.ndarray, args: np.ndarray) -> pd.Series:
     cat = df["category"].to_numpy(dtype=object)
     d = np.full(len(df), None, dtype=object)
-    for c, name in (("copy_h2d", "h2d"), ("copy_d2h", "d2h"), ("copy_d2d", "d2d"), ("upload", "h2d"),
-                    ("download", "d2h")):
+    for c, name in (("copy_h2d", "h2d"), ("copy_d2h", "d2h"), ("copy_d2d", "d2d")):
         d[cat == c] = name
     copy = cat == "copy"
     d[copy] = [MEMCPY_KIND.get(int(k), "unknown") for k in kind[copy]]
