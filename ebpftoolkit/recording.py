@@ -4,7 +4,7 @@
 ``loss_windows`` (when) and ``metadata`` (a :class:`~ebpftoolkit.metadata.RecordingMetadata`).
 It saves to a folder (Parquet + JSON) and loads back; a folder of recordings (several
 runs, several hosts) loads as one, with ``run`` and ``host`` columns.  The views are a
-method call away: :meth:`timeline`, :meth:`to_html`, :meth:`to_chrome_trace`.
+method call away: :meth:`timeline`, :meth:`to_html`, :meth:`to_chrome_trace`, :meth:`to_perfetto`.
 """
 from __future__ import annotations
 
@@ -133,6 +133,11 @@ class Recording:
         """Chrome Trace Event Format JSON (:func:`ebpftoolkit.views.to_chrome_trace`)."""
         from .views import to_chrome_trace
         return to_chrome_trace(self, path)
+
+    def to_perfetto(self, path) -> Path:
+        """A Perfetto protobuf trace written to ``path`` (:func:`ebpftoolkit.views.to_perfetto`)."""
+        from .views import to_perfetto
+        return to_perfetto(self, path)
 
     def __repr__(self) -> str:
         return f"<Recording {', '.join(f'{k}={len(v)}' for k, v in self.tables.items())} lost={sum(self.lost.values())}>"

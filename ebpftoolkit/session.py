@@ -3,7 +3,7 @@ yields a :class:`~ebpftoolkit.recording.Recording`.
 
 While it runs, ``tables``/``lost``/``loss_windows`` are live views; once stopped they
 are the recording's (``session.recording``), and ``save``/``timeline``/``to_html``/
-``to_chrome_trace`` act on it.
+``to_chrome_trace``/``to_perfetto`` act on it.
 """
 from __future__ import annotations
 
@@ -384,3 +384,7 @@ class Session:
     def to_chrome_trace(self, path=None):
         """Write Chrome Trace Event Format JSON to ``path`` (``ebpftoolkit.views.to_chrome_trace``)."""
         return self.snapshot().to_chrome_trace(path)
+
+    def to_perfetto(self, path):
+        """Write a Perfetto protobuf trace to ``path`` (``ebpftoolkit.views.to_perfetto``)."""
+        return self.snapshot().to_perfetto(path)
