@@ -139,7 +139,7 @@ def _items(rec: "Recording", m: TraceModel, tracks: _Tracks) -> tuple[dict, pd.D
     slices first; with the frames and loss windows their arguments are read from."""
     t = rec.tables
     gpu = t.get("gpu")
-    api = _clean(gpu["api"]) if gpu is not None and "api" in gpu else np.empty(0, object)
+    api = gpu["api"].to_numpy(object) if gpu is not None and "api" in gpu else np.empty(0, object)
     parts = []
 
     def add(track, s, e, name, c1, src, row, api_cat=None):
@@ -241,19 +241,18 @@ def _counters(m: TraceModel, tracks: _Tracks) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _factor(*cols) -> tuple[np.ndarray, list[tuple]]:
-    """Codes of the distinct tuples of the columns' values, and those tuples."""
-    codes = np.zeros(len(cols[0]), np.int64)
-    levels = []
+    """Codes of the distinct tuples of the columns' values, and those tuples (text made printable)."""
+    codes, levels = np.zeros(len(cols[0]), np.int64), []
     for c in cols:
-        k, u = pd.factorize(pd.Series(c, dtype=object))
-        codes = codes * (len(u) + 1) + k
-        levels.append(list(u))
+        k, u = pd.factorize(pd.Series(c, dtype=object), use_na_sentinel=False)
+        codes = codes * max(len(u), 1) + k
+        levels.append([printable(x) if isinstance(x, str) else "" for x in u])
     combo, uniq = pd.factorize(codes)
     tuples = []
-    for u in uniq:
+    for u in uniq.tolist():
         parts = []
         for lv in reversed(levels):
-            u, k = divmod(int(u), len(lv) + 1)
+            u, k = divmod(u, max(len(lv), 1))
             parts.append(lv[k])
         tuples.append(tuple(reversed(parts)))
     return combo.astype(np.int64), tuples
@@ -261,7 +260,6 @@ def _factor(*cols) -> tuple[np.ndarray, list[tuple]]:
 
 def to_perfetto(rec: "Recording", path) -> Path:
     """Write the recording to ``path`` as a Perfetto protobuf trace (a ``Trace``'s packets); returns the path."""
-    from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import DebugAnnotation
     from perfetto.trace_builder.proto_builder import TraceProtoBuilder
     m = TraceModel.from_recording(rec)
     meta, tracks = rec.metadata, _Tracks(m)
@@ -284,8 +282,8 @@ def to_perfetto(rec: "Recording", path) -> Path:
     ev_code = np.concatenate([(idx << 2) | (codes & 1), (np.arange(nsl, len(s)) << 2) | (_INSTANT - 1),
                               (np.arange(len(ctr_ts)) << 2) | (_COUNTER - 1)])
     order = np.argsort(ev_ts, kind="stable")
-    names, name_list = _factor(_clean(items["name"]))
-    cats, cat_tuples = _factor(items["c1"], _clean(items["c2"]), _clean(items["c3"]))
+    names, name_list = _factor(items.pop("name"))
+    cats, cat_tuples = _factor(items.pop("c1"), items.pop("c2"), items.pop("c3"))
     specs = _arg_specs(rec, fr, loss)
     cat_names = sorted({c for tup in cat_tuples for c in tup if c})
     cat_iid = {c: i + 1 for i, c in enumerate(cat_names)}
@@ -298,60 +296,67 @@ def to_perfetto(rec: "Recording", path) -> Path:
         b = TraceProtoBuilder()
         for d in tracks.desc:
             _descriptor(b, d)
-        first = True
         for a in range(0, len(order), CHUNK):
             sel = order[a:a + CHUNK]
-            code = ev_code[sel]
-            typ, ref = (code & 3) + 1, code >> 2
-            item = np.where(typ != _COUNTER, ref, 0)
-            ctr = np.where(typ == _COUNTER, ref, 0)
-            is_item = typ != _COUNTER
-            track = np.where(is_item, _take(items["track"], item), _take(ctr_track, ctr)).tolist()
-            name, cat = _take(names, item).tolist(), _take(cats, item).tolist()
-            src, row = _take(items["src"], item), _take(items["row"], item)
-            clip, val = _take(items["clipped"], item).tolist(), _take(ctr_val, ctr).tolist()
-            jpos, cols = np.zeros(len(sel), np.int64), {}
-            for k, spec in specs.items():
-                pos = np.flatnonzero((src == k) & is_item & (typ != _END))
-                if len(pos):
-                    jpos[pos] = np.arange(len(pos))
-                    r = row[pos]
-                    cols[k] = [(iid, field, vals[r].tolist(), valid[r].tolist()) for iid, field, vals, valid in spec]
-            for ts, ty, tr, nm, ct, sr, j, cl, v in zip(ev_ts[sel].tolist(), typ.tolist(), track, name, cat,
-                                                       src.tolist(), jpos.tolist(), clip, val):
-                p = b.add_packet()
-                p.timestamp = ts
-                p.trusted_packet_sequence_id = SEQUENCE_ID
-                te = p.track_event
-                te.type = ty
-                te.track_uuid = tr
-                if first:
-                    p.sequence_flags = _CLEARED | _NEEDS
-                    _intern(p.interned_data, name_list, cat_names, ann_names)
-                    first = False
-                else:
-                    p.sequence_flags = _NEEDS
-                if ty == _COUNTER:
-                    te.counter_value = v
-                    continue
-                if ty == _END:
-                    continue
-                te.name_iid = nm + 1
-                te.category_iids.extend(cat_iids[ct])
-                ann = te.debug_annotations
-                for iid, field, vals, valid in cols.get(sr, ()):
-                    if valid[j]:
-                        d = ann.add(name_iid=iid)
-                        if field == "array":
-                            d.array_values.extend(DebugAnnotation(string_value=x) for x in vals[j])
-                        else:
-                            setattr(d, field, vals[j])
-                if cl:
-                    ann.add(name_iid=1, bool_value=True)
+            _chunk(b, ev_ts[sel], ev_code[sel], items, names, cats, cat_iids, (ctr_track, ctr_val), specs,
+                   (name_list, cat_names, ann_names) if a == 0 else None)
             f.write(b.serialize())
             b = TraceProtoBuilder()
         f.write(b.serialize())
     return path
+
+
+def _chunk(b, ts, code, items: dict, names, cats, cat_iids, counters, specs, interned) -> None:
+    """Add the packets of a chunk of the event stream to builder ``b``; ``interned``: the sequence's interned
+    names (event names, categories, annotation names), given with the first chunk, go on its first packet."""
+    from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import DebugAnnotation
+    typ, ref = (code & 3) + 1, code >> 2
+    is_item = typ != _COUNTER
+    item, ctr = np.where(is_item, ref, 0), np.where(is_item, 0, ref)
+    track = np.where(is_item, _take(items["track"], item), _take(counters[0], ctr)).tolist()
+    name, cat = _take(names, item).tolist(), _take(cats, item).tolist()
+    src, row = _take(items["src"], item), _take(items["row"], item)
+    clip, val = _take(items["clipped"], item).tolist(), _take(counters[1], ctr).tolist()
+    jpos, cols = np.zeros(len(ts), np.int64), {}      # arguments: per source, its columns at the chunk's rows
+    for k, spec in specs.items():
+        pos = np.flatnonzero((src == k) & is_item & (typ != _END))
+        if len(pos):
+            jpos[pos] = np.arange(len(pos))
+            r = row[pos]
+            cols[k] = [(iid, field, vals[r].tolist(), valid[r].tolist()) for iid, field, vals, valid in spec]
+    n0 = len(b.trace.packet)
+    for t, ty, tr, nm, ct, sr, j, cl, v in zip(ts.tolist(), typ.tolist(), track, name, cat, src.tolist(),
+                                               jpos.tolist(), clip, val):
+        p = b.add_packet()
+        p.timestamp = t
+        p.trusted_packet_sequence_id = SEQUENCE_ID
+        p.sequence_flags = _NEEDS
+        te = p.track_event
+        te.type = ty
+        te.track_uuid = tr
+        if ty == _COUNTER:
+            te.counter_value = v
+            continue
+        if ty == _END:
+            continue
+        te.name_iid = nm + 1
+        te.category_iids.extend(cat_iids[ct])
+        ann = te.debug_annotations
+        for iid, field, vals, valid in cols.get(sr, ()):
+            if valid[j]:
+                d = ann.add()
+                d.name_iid = iid
+                if field == "array":
+                    d.array_values.extend(DebugAnnotation(string_value=x) for x in vals[j])
+                else:
+                    setattr(d, field, vals[j])
+        if cl:
+            d = ann.add()
+            d.name_iid, d.bool_value = 1, True
+    if interned is not None and len(ts):
+        p0 = b.trace.packet[n0]
+        p0.sequence_flags = _CLEARED | _NEEDS
+        _intern(p0.interned_data, *interned)
 
 
 def _take(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
