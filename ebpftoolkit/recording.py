@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .analysis.answers import summary_lines
 from .errors import SessionLoadError
 from .metadata import RecordingMetadata, RunInfo
 from .probes.gpu.catalogue import OLD_CATEGORIES
@@ -113,9 +114,15 @@ class Recording:
 
     # -- looking at it ---------------------------------------------------
     def summary(self) -> str:
+        """Rows per table and lost events; with GPU calls, the slowest calls, the most bytes moved and the
+        slowest frames (:mod:`ebpftoolkit.analysis.answers`, times since the recording's start); notes."""
         parts = [f"{name}: {len(df)} rows" for name, df in self.tables.items()]
         text = "; ".join(parts) + f"; lost events: {sum(self.lost.values())}"
-        return "\n".join([text] + [f"note: {printable(n)}" for n in self.metadata.notes])
+        gpu = self.tables.get("gpu")
+        pm = self.metadata.probes.get("gpu")
+        returns = getattr(pm.config, "returns", None) if pm is not None else None
+        answers = summary_lines(gpu, self.metadata.start, returns) if gpu is not None else []
+        return "\n".join([text] + answers + [f"note: {printable(n)}" for n in self.metadata.notes])
 
     def timeline(self, **kw):
         """Interactive timeline for Jupyter (:func:`ebpftoolkit.views.timeline`)."""

@@ -25,6 +25,7 @@ from ..analysis import pmu as pa
 from ..analysis.proctree import process_tree, render_process_tree
 from ..text import printable
 from . import charts
+from .answers import answers_context
 from .model import TREE_MAX, TraceModel
 from .timeline import TimelineData, static_timeline
 
@@ -277,6 +278,8 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, bas
         if searched.any():
             summary.append(("PATH-search tries (not failures)", f"{int(searched.sum()):,}"))
     ctx_gpu = _guard(errors, "gpu", _gpu, gpu, t0_ns, max_rows, figs, t0) if gpu is not None and len(gpu) else None
+    answers = _guard(errors, "answers", answers_context, gpu, t0_ns, end_ns,
+                     getattr(rec.metadata.config("gpu"), "returns", None), min(10, max_rows))
     if ctx_gpu:
         moved = gpu["bytes"].where(gpu["direction"].notna()).fillna(0).sum()
         summary += [("GPU API calls", f"{len(gpu):,}"), ("frames", f"{ctx_gpu['frame_count']:,}"),
@@ -294,6 +297,7 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, bas
             "tables": sorted(rows.items()), "figs": figs, "errors": errors,
             "processes": _guard(errors, "processes", _processes, tables, t0_ns, max_rows, figs, t0, default={}),
             "gpu": ctx_gpu, "gpu_libraries": _guard(errors, "gpu", _gpu_libraries, rec, max_rows),
+            "answers": answers,
             "pmu": _guard(errors, "pmu", _pmu, tables.get("pmu"), max_rows, figs, t0, cachegrind,
                                           pmu_bin, default={}),
             "syscalls": _guard(errors, "syscalls", _syscalls, tables, max_rows),
