@@ -27,6 +27,8 @@ Fields:
   ret        return probe on by default (duration, return value); off for hot calls
   self_filter  drop calls the probed library makes to itself (off where the API's own
              entry point calls another entry point on purpose, e.g. CUDA launches)
+  str_arg    argument index of a NUL-terminated string to record (up to 63 bytes, the gpu
+             table's ``label``), e.g. a marker's name
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class CallSpec:
     ret: bool = False
     self_filter: bool = True
     note: str = ""
+    str_arg: int | None = None
 
 
 GL = ("libGL.so.1", "libOpenGL.so.0")
@@ -202,6 +205,16 @@ CATALOGUE: list[CallSpec] = [
     _cu("cuStreamSynchronize", "sync", libs=CUDA_DRV, self_filter=True),
 ]
 
+# ebpftoolkit's own markers: ebpftoolkit.mark(name) and `with ebpftoolkit.frame(name):` call these
+# do-nothing functions of a tiny library built at first use (probes/gpu/marker.py); the name is recorded
+# (str_arg: the label column) and frames="marker" makes them the frame boundaries
+MARKER_API, MARKER_SONAME = "marker", "libebpftoolkit_marker.so.1"
+MARK, FRAME_BEGIN, FRAME_END = "ebpftoolkit_mark", "ebpftoolkit_frame_begin", "ebpftoolkit_frame_end"
+CATEGORIES = CATEGORIES + ("marker",)
+CATALOGUE += [CallSpec(MARKER_API, name, "marker", (MARKER_SONAME,), str_arg=0, note=note) for name, note in (
+    (MARK, "ebpftoolkit.mark(name)"), (FRAME_BEGIN, "entering `with ebpftoolkit.frame(name):`"),
+    (FRAME_END, "leaving `with ebpftoolkit.frame(name):`"))]
+
 
 EXPRESSION_NAMES = {f"arg{i}" for i in range(9)} | {"deref", "ret", "out"}
 _FUNCTIONS = {"gl_bytes": 5, "where": 3}
@@ -248,7 +261,7 @@ def add_call(api: str, name: str, *, library: str, category: str, size: str | No
     check_expression("size", size)
     for field in ("handle", "direction"):
         check_expression(field, kw.get(field))
-    for field in ("out_arg",):
+    for field in ("out_arg", "str_arg"):
         if kw.get(field) is not None and (isinstance(kw[field], bool) or kw[field] not in range(6)):
             raise ProbeConfigError(f"{field} must be an argument index 0-5, got {kw[field]!r}")
     spec = CallSpec(api, name, category, (library,), "symbol", size, **kw)
