@@ -4,14 +4,15 @@ Probes (ExecSnoop, GpuTrace, PmuCounters, PmuSampler, SyscallTrace, and CustomPr
 BPF programs) record into a
 Session; stopping it gives a Recording (tables as pandas DataFrames, loss counts,
 typed metadata) that saves, loads and renders.  ``doctor()`` says what this machine
-can trace.  Importing the package is cheap: everything else loads when first used.
+can trace.  ``mark(name)`` and ``with frame(name):`` put markers (and frames) into a GpuTrace
+recording from the traced program itself.  Importing the package is cheap: everything else loads when first used.
 """
 from .version import __version__  # noqa: E402
 from .doctor import doctor  # noqa: E402  (ctypes only; the function shadows the module name, as before)
 from .errors import EbpfToolkitError  # noqa: E402
 
 __all__ = ["ExecSnoop", "SyscallTrace", "GpuTrace", "PmuCounters", "PmuSampler", "CustomProbe", "Session", "Recording",
-           "doctor", "EbpfToolkitError", "LostEventsWarning", "__version__"]
+           "doctor", "EbpfToolkitError", "LostEventsWarning", "mark", "frame", "__version__"]
 
 def __getattr__(name):
     """The public classes, imported when first used (``import ebpftoolkit`` stays light)."""
@@ -32,6 +33,9 @@ def __getattr__(name):
         value = getattr(session, name)
     elif name == "Recording":
         from .recording import Recording as value
+    elif name in ("mark", "frame"):        # markers the GPU probes see: ctypes only, no runtime
+        from .probes.gpu import marker
+        value = getattr(marker, name)
     else:
         raise AttributeError(f"module 'ebpftoolkit' has no attribute {name!r}")
     globals()[name] = value

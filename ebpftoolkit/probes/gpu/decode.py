@@ -4,12 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...analysis.gpu import assign_frames
 from ...runtime.records import text_column
+from .strings import labels
 
 __all__ = ["calls_table", "GPU_COLUMNS", "gl_bytes", "MEMCPY_KIND"]
 
 GPU_COLUMNS = ["ts", "pid", "tid", "comm", "api", "call", "category", "bytes", "direction", "handle",
-               "duration_ns", "retval", "frame", "caller", "library", "mechanism", "kernel", "stream"]
+               "duration_ns", "retval", "frame", "caller", "library", "mechanism", "kernel", "stream", "label"]
 
 #: the argument holding the stream of an asynchronous CUDA call (x86-64: a dim3 takes two registers,
 #: so cudaLaunchKernel's stream is its 8th integer argument; arguments 7-9 are read from the stack)
@@ -51,9 +53,11 @@ def _eval(expr: str, cols: dict) -> np.ndarray:
     return np.asarray(eval(expr, {"__builtins__": {}}, ns), dtype=np.int64)  # catalogue expressions only
 
 
-def calls_table(r: np.ndarray, points, clock, comm, kernel_name=None) -> pd.DataFrame:
+def calls_table(r: np.ndarray, points, clock, comm, kernel_name=None, strings=None,
+                frames="swap/present") -> pd.DataFrame:
     """One row per call.  ``kernel_name(pid, address)``: the function at a host address of a
-    process (the kernel a cudaLaunchKernel names), or None when unknown."""
+    process (the kernel a cudaLaunchKernel names), or None when unknown.  ``strings``: the
+    gpu_strings records (the ``label`` column); ``frames``: what ends a frame (GpuConfig.frames)."""
     if len(r) == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY_DTYPES.items()})[GPU_COLUMNS]
     order = np.argsort(r["ts"], kind="stable")
@@ -121,6 +125,7 @@ def calls_table(r: np.ndarray, points, clock, comm, kernel_name=None) -> pd.Data
         "retval": pd.array(rax.astype(np.int32).astype(np.int64), dtype="Int64"),
         "caller": df["caller"], "library": text_column(lib), "mechanism": text_column(mech),
         "kernel": text_column(kernel), "stream": pd.array(stream, dtype="Int64"),
+        "label": text_column(labels(df["_ts"].to_numpy(), df["tid"].to_numpy(), df["_point"].to_numpy(), strings)),
     })
     out.loc[stream < 0, "stream"] = pd.NA
     out.loc[size < 0, "bytes"] = pd.NA
@@ -130,7 +135,7 @@ def calls_table(r: np.ndarray, points, clock, comm, kernel_name=None) -> pd.Data
     out["direction"] = _directions(out, kind, args)
     resolved = (out["category"] == "copy") & out["direction"].isin(["h2d", "d2h", "d2d"])
     out.loc[resolved, "category"] = "copy_" + out.loc[resolved, "direction"]
-    out["frame"] = _frames(out)
+    out["frame"] = assign_frames(out, frames)
     return out[GPU_COLUMNS]
 
 
@@ -172,14 +177,7 @@ def _resolve_default(df: pd.DataFrame, rows, args: np.ndarray) -> list[str]:
     return out
 
 
-def _frames(df: pd.DataFrame) -> pd.Series:
-    """Index of the frame each call belongs to: the number of frame calls its process made before it."""
-    is_frame = (df["category"] == "frame").astype(np.int64)
-    before = is_frame.groupby(df["pid"]).cumsum() - is_frame
-    return pd.array(before.to_numpy(), dtype="Int64")
-
-
 _EMPTY_DTYPES = {"ts": "datetime64[ns]", "pid": "int64", "tid": "int64", "comm": object, "api": object,
                  "call": object, "category": object, "bytes": "Int64", "direction": object, "handle": "Int64",
                  "duration_ns": "Int64", "retval": "Int64", "frame": "Int64", "caller": "int64",
-                 "library": object, "mechanism": object, "kernel": object, "stream": "Int64"}
+                 "library": object, "mechanism": object, "kernel": object, "stream": "Int64", "label": object}

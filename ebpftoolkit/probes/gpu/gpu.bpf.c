@@ -11,6 +11,9 @@
  * through a pointer argument (e.g. VkMemoryAllocateInfo.allocationSize).
  * Return records carry the return value and, for calls that return a handle
  * through a pointer (cudaMalloc, vkAllocateMemory), the value it points to.
+ * A call with STR_ARG (a marker's name) also emits a gpu_string record, keyed
+ * by its entry record's (ts, tid, point), into a ring of its own: the record
+ * every other call makes stays as it is.
  *
  * Calls made by a library to itself (a driver calling its own entry points)
  * are not application calls: when SELF is set, an entry whose return address
@@ -66,9 +69,21 @@ static __always_inline void gpu_event_start(struct gpu_event *e, u64 id, u32 poi
     bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
+/* The NUL-terminated string at p (at most GPU_STRING_BYTES - 1 bytes), for the entry record e. */
+static __always_inline void gpu_emit_string(struct ebt_regs *ctx, struct gpu_event *e, u64 p)
+{
+    struct gpu_string s = {};
+    s.ts = e->ts;
+    s.tid = e->tid;
+    s.point = e->point;
+    if (p)
+        bpf_probe_read_user_str(s.str, sizeof(s.str), (void *)p);
+    gpu_strings_emit(ctx, &s, sizeof(s));
+}
+
 static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_arg, u32 deref_off,
                                      int out_arg, int has_ret, int self_filter, u64 probe_vaddr, u64 lib_lo,
-                                     u64 lib_hi, u32 stack_adj, u32 remap, struct gpu_point *gp)
+                                     u64 lib_hi, u32 stack_adj, u32 remap, int str_arg, struct gpu_point *gp)
 {
     u64 id = bpf_get_current_pid_tgid();
     if (!ebt_wanted(id >> 32))
@@ -139,6 +154,8 @@ static __always_inline int gpu_entry(struct ebt_regs *ctx, u32 point, int deref_
         u64 p = e.args[out_arg & 7];
         gpu_out_ptr.update(&key, &p);
     }
+    if (str_arg >= 0)
+        gpu_emit_string(ctx, &e, e.args[str_arg & 7]);
     gpu_events_emit(ctx, &e, sizeof(e));
     return 0;
 }
@@ -180,7 +197,7 @@ int gpu_entry_any(struct ebt_regs *ctx)
     if (!p)
         return 0;
     return gpu_entry(ctx, point, p->deref_arg, p->deref_off, p->out_arg, p->has_ret, p->self_filter,
-                     p->probe_vaddr, p->lib_lo, p->lib_hi, p->stack_adj, p->remap, p);
+                     p->probe_vaddr, p->lib_lo, p->lib_hi, p->stack_adj, p->remap, p->str_arg, p);
 }
 
 int gpu_return_any(struct ebt_regs *ctx)

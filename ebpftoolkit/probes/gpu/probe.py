@@ -22,12 +22,16 @@ from ...runtime.tracking import descendants
 from ...runtime.x86 import PT_REGS_INDEX
 from ..standalone import StandaloneProbe
 from .costs import costs, tracing_cost_ms
-from .catalogue import CATALOGUE, CallSpec, calls_for
-from .config import GpuConfig
+from .catalogue import CATALOGUE, MARKER_API, CallSpec, calls_for
+from .config import GpuConfig, check_boundaries, frames_option
 from .decode import GPU_COLUMNS, KERNEL_ARG, calls_table
 from .follow import BTF_MEMBERS, FILE_KEY, MAPPED, MAPPED_KINDS, Follower, mapped_files
+from .marker import library as marker_library
+from .marker import load as load_markers
+from .notes import end_notes
 from .resolve import AttachPoint, find_libraries, linker_cache_paths, point_at, resolve
 from .scoped import ScopedUprobes
+from .strings import STRING, string_stream
 
 __all__ = ["GpuTrace", "APIS", "GPU_COLUMNS", "EVENT", "POINT", "KINDS"]
 
@@ -48,6 +52,7 @@ POINT = Layout("gpu_point", [
     ("deref_arg", "s32"),              # argument holding a pointer to read 8 bytes through, or -1
     ("deref_off", "u32"),
     ("out_arg", "s32"),                # argument through which the call returns a handle, or -1
+    ("str_arg", "s32"),                # argument holding a string to record (gpu_strings), or -1
     ("has_ret", "u32"), ("self_filter", "u32"), ("stack_adj", "u32"),
     ("remap", "u8"),                   # the probe sits past instructions that moved argument registers:
     ("narrow", "u8"),                  #   bit k: only the low 32 bits of argument k survived
@@ -74,15 +79,17 @@ class GpuTrace(StandaloneProbe):
     allocations, frees, copies, syncs and frames: durations and return values), ``"all"``
     or ``"none"``.  ``binaries``: executables to probe too, for APIs linked into them
     statically (CUDA's default ``nvcc`` build).  ``libraries``: extra library files or
-    folders to look in.  Where to attach is worked out when the session starts (or by
-    :meth:`overhead`), never when the probe is built.
+    folders to look in.  ``frames``: what ends a frame (the ``frame`` column): ``"swap/present"``,
+    ``"marker"`` (``ebpftoolkit.frame()`` blocks, ``ebpftoolkit.mark()``) or catalogued call names
+    such as ``["clFinish"]``; markers are probed and labelled whatever it is.  Where to attach is
+    worked out when the session starts (or by :meth:`overhead`), never when the probe is built.
     """
 
     name = "gpu"
     table_names = ("gpu",)
 
     def __init__(self, apis=None, *, returns: str = "default", binaries=(), libraries=(), ring_pages: int = 4096,
-                 cookies: bool = True, follow: bool = True):
+                 cookies: bool = True, follow: bool = True, frames="swap/present"):
         if isinstance(apis, str):
             apis = [a.strip() for a in apis.split(",") if a.strip()]
         known = known_apis()
@@ -91,7 +98,9 @@ class GpuTrace(StandaloneProbe):
             raise ProbeConfigError(f"unknown API {unknown}: choose from {', '.join(known)} "
                                    "(add_call() teaches GpuTrace calls of other libraries)")
         super().__init__(GpuConfig(tuple(apis) if apis else None, returns, tuple(_binary(b) for b in binaries),
-                                   tuple(str(x) for x in libraries), ring_pages, cookies, follow))
+                                   tuple(str(x) for x in libraries), ring_pages, cookies, follow,
+                                   frames_option(frames)))
+        check_boundaries(self.config.frames, self.config.apis, CATALOGUE)
         self.use_cookies = cookies and cookies_supported()
         self.following = follow and self.use_cookies
         self._points: list[AttachPoint] | None = None
@@ -117,13 +126,22 @@ class GpuTrace(StandaloneProbe):
         """Find the attach points of every asked-for call (driver lookup in a helper process, ELF symbols)."""
         self._scope = scope
         self.scoped = self.following and scope is not None and multi_supported()
+        if scope == "self":        # the notebook's own markers: mapped now, so probed in it from the start
+            load_markers()
         self._resolve()
 
     def _resolve(self) -> None:
         if self._points is not None:
             return
         requested = self.config.apis
-        points, notes = resolve(calls_for(requested or known_apis()), self.config.binaries, self.config.libraries)
+        points, notes = resolve(self._specs(), self.config.binaries, self.config.libraries)
+        lib = marker_library()                 # built now if it is not yet (needs cc): probed at start
+        have = {(p.spec, p.path) for p in points}
+        points += [p for p in (point_at(s, lib, "ebpftoolkit marker library") for s in calls_for([MARKER_API])
+                               if lib and (s, lib) not in have) if p]
+        if lib is None:
+            notes.append("the marker library could not be built here (no C compiler?): markers are recorded only "
+                         "from processes that built it themselves")
         found = {p.spec.api for p in points}
         if self.config.follow and not self.use_cookies:
             notes.append("libraries loaded while recording are not followed: that needs uprobe cookies "
@@ -143,6 +161,10 @@ class GpuTrace(StandaloneProbe):
             raise ProbeNotSupportedError("no GPU API library was found on this machine")
         self._points, self.notes = points, notes
         self._max_points = len(points) + (FOLLOW_HEADROOM if self.following else 0)   # the BPF array's size
+
+    def _specs(self) -> list[CallSpec]:
+        """The calls probed: those of the APIs asked for (all known by default), and the markers."""
+        return calls_for(self.config.apis + (MARKER_API,) if self.config.apis else known_apis())
 
     @property
     def points(self) -> list[AttachPoint]:
@@ -171,38 +193,11 @@ class GpuTrace(StandaloneProbe):
         return d
 
     def end_notes(self, tables) -> list[str]:
-        """Never a silent zero: an API asked for that recorded nothing says why."""
-        gpu = tables.get("gpu")
-        got = set(gpu["api"].unique()) if gpu is not None and len(gpu) else set()
-        wanted = list(self.config.apis or ()) or ([] if got else sorted({p.spec.api for p in self.points}) or ["any"])
-        loaded: dict[str, set[str]] = {}          # API -> files a traced process was seen to map
-        for f in (self._follower.found if self._follower else []):
-            for a in f.apis:
-                if f.pids:
-                    loaded.setdefault(a, set()).add(f.path)
-        out = [f"gpu: {n}" for n in self._late_notes]
-        out += [f"gpu: {f.path} holds {', '.join(f.apis)} calls but could not be probed: {f.error}"
-                for f in (self._follower.found if self._follower else []) if f.error]
-        looked = self._follower.files_looked_at if self._follower else 0
-        seen = f"{looked} files mapped by the traced processes were looked at" if self._follower else \
-            "libraries loaded while recording were not followed"
-        for api in wanted:
-            if api in got:
-                continue
-            if api == "any":
-                out.append(f"gpu: no GPU API call was recorded: no traced process loaded a GPU API library ({seen})")
-            elif api in loaded or not self._follower:
-                where = ", ".join(sorted(loaded.get(api, ()))) or \
-                    ", ".join(sorted({p.path for p in self.points if p.spec.api == api}))
-                out.append(f"gpu: {api}: 0 calls recorded: its library was probed ({where}) but no traced "
-                           "process called a catalogued function of it")
-            else:
-                out.append(f"gpu: {api}: 0 calls recorded: no traced process loaded a library of it ({seen})")
-        return out
+        return end_notes(self, tables)
 
     def streams(self):
         out = [StreamSpec("gpu_events", EVENT.dtype, self.config.ring_pages, wakeup="batch",
-                          c_type="struct gpu_event")]
+                          c_type="struct gpu_event"), string_stream()]
         if self.following:     # rare and urgent: the process waits for us
             out.append(StreamSpec("gpu_mapped", MAPPED.dtype, 64, wakeup="each", c_type="struct gpu_mapped"))
         return out
@@ -237,7 +232,7 @@ class GpuTrace(StandaloneProbe):
             self._snaps.setdefault(pid, []).insert(0, snap)
 
     def _launch_specs(self) -> bool:
-        return any(s.name in KERNEL_ARG for s in calls_for(self.config.apis or known_apis()))
+        return any(s.name in KERNEL_ARG for s in self._specs())
 
     @property
     def _launch_points(self) -> dict[int, int]:
@@ -274,6 +269,7 @@ class GpuTrace(StandaloneProbe):
         rec = np.zeros((), POINT.dtype)
         rec["probe_vaddr"], rec["lib_lo"], rec["lib_hi"] = addr, p.lib_lo, p.lib_hi
         rec["deref_arg"], rec["deref_off"], rec["out_arg"] = da, do, -1 if s.out_arg is None else s.out_arg
+        rec["str_arg"] = -1 if s.str_arg is None else s.str_arg
         rec["has_ret"], rec["stack_adj"] = ret, site.stack_adj
         rec["self_filter"] = int(s.self_filter and not p.executable)   # a program's calls come from itself
         if site.arg_regs is not None:
@@ -292,7 +288,7 @@ class GpuTrace(StandaloneProbe):
         if not self.following:
             return
         self._program = program
-        specs = [s for s in calls_for(self.config.apis or known_apis()) if s.resolve == "symbol"]
+        specs = [s for s in self._specs() if s.resolve == "symbol"]
         if self.scoped:
             self._scoped = ScopedUprobes(program, program.map("gpu_linked", "u4", "u1"),
                                          program.map("gpu_probed", FILE_KEY.dtype, "u1"))
@@ -305,7 +301,7 @@ class GpuTrace(StandaloneProbe):
             by_file.setdefault(p.path, []).append(p.spec.api)
         for path, apis in by_file.items():
             f.add_start_file(path, apis, len(apis), "at start (linker cache, binaries=, libraries=)")
-        libs = {(s.api, lib) for s in calls_for(self.config.apis or known_apis()) for lib in s.libraries}
+        libs = {(s.api, lib) for s in self._specs() for lib in s.libraries}
         for api, lib in sorted(libs):                                  # the API's other files: stubs, loaders
             for path in ([lib] if os.sep in lib else find_libraries(lib)):
                 if path not in by_file:
@@ -358,7 +354,7 @@ class GpuTrace(StandaloneProbe):
     def bpf_text(self) -> str:
         self._resolve()
         head = (f"#define GPU_MAX_POINTS {max(self._max_points, 1)}\n#define GPU_COOKIES {int(self.use_cookies)}\n"
-                + c_defines(KINDS, "GPU_") + EVENT.c_decl() + POINT.c_decl())
+                + c_defines(KINDS, "GPU_") + EVENT.c_decl() + POINT.c_decl() + STRING.c_decl())
         lines = [head + source_beside(__file__, "gpu.bpf.c")]
         if self.following:
             lines.append(f"#define GPU_OWN_PID {os.getpid()}\n#define GPU_SCOPED {int(self.scoped)}\n"
@@ -375,7 +371,7 @@ class GpuTrace(StandaloneProbe):
             lines.append(f"int gpu_e_{i}(struct ebt_regs *ctx) {{ return gpu_entry(ctx, {i}, {r['deref_arg']}, "
                          f"{r['deref_off']}, {r['out_arg']}, {r['has_ret']}, {r['self_filter']}, "
                          f"{int(r['probe_vaddr']):#x}, {int(r['lib_lo']):#x}, {int(r['lib_hi']):#x}, "
-                         f"{r['stack_adj']}, {r['remap']}, 0); }}  // {p.spec.api} {p.spec.name}")
+                         f"{r['stack_adj']}, {r['remap']}, {r['str_arg']}, 0); }}  // {p.spec.api} {p.spec.name}")
             if r["has_ret"]:
                 lines.append(f"int gpu_r_{i}(struct ebt_regs *ctx) {{ return gpu_return(ctx, {i}, "
                              f"{int(r['out_arg'] >= 0)}); }}")
@@ -395,4 +391,4 @@ class GpuTrace(StandaloneProbe):
             if int(pid) not in self._snaps:
                 self._remember_maps(int(pid))
         return {"gpu": calls_table(r, self.points, clock, decode_str_array(r["comm"]) if len(r) else [],
-                                   self._kernel_name)}
+                                   self._kernel_name, records.get("gpu_strings"), self.config.frames)}

@@ -145,10 +145,11 @@ def _point(spec: CallSpec, path: str, vaddr: int, mechanism: str) -> AttachPoint
 
 
 def needed_args(spec: CallSpec) -> set[int]:
-    """Register arguments (0-5) the catalogue entry reads: its size, handle, direction, deref and out arguments."""
+    """Register arguments (0-5) the catalogue entry reads: its size, handle, direction, deref, out and string
+    arguments."""
     text = " ".join(x for x in (spec.size, spec.handle, spec.direction) if x)
     used = {int(m) for m in re.findall(r"\barg(\d)\b", text)}
-    used |= {a for a in ((spec.deref or (None,))[0], spec.out_arg) if a is not None}
+    used |= {a for a in ((spec.deref or (None,))[0], spec.out_arg, spec.str_arg) if a is not None}
     return {a for a in used if a < 6}
 
 

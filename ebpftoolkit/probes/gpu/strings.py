@@ -1,0 +1,37 @@
+"""Strings read at a call's entry (CallSpec.str_arg: a marker's name; later a kernel's): a second
+record type, so that the record every other call makes stays as it is.
+
+gpu.bpf.c emits one ``gpu_string`` into its own ring (``gpu_strings``) for each entry of a call
+with ``str_arg``, keyed by the entry record's own (ts, tid, point): the two are paired here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...runtime.layout import Layout
+from ...runtime.records import decode_str_array
+from ...runtime.streams import StreamSpec
+
+__all__ = ["STRING", "STRING_BYTES", "string_stream", "labels"]
+
+STRING_BYTES = 64                      # read with bpf_probe_read_user_str: at most 63 bytes and the NUL
+STRING = Layout("gpu_string", [("ts", "u64"), ("tid", "u32"), ("point", "u32"), ("str", "char", STRING_BYTES)])
+
+
+def string_stream() -> StreamSpec:
+    # rare (markers, kernel lookups): a small ring, no wake-ups of its own (the collector polls)
+    return StreamSpec("gpu_strings", STRING.dtype, 64, wakeup="batch", c_type="struct gpu_string")
+
+
+def labels(ts: np.ndarray, tid: np.ndarray, point: np.ndarray, strings) -> np.ndarray:
+    """The string recorded for each entry (its ts, tid, attach point), None where there is none."""
+    out = np.full(len(ts), None, dtype=object)
+    if strings is None or len(strings) == 0 or len(ts) == 0:
+        return out
+    # a dict, not a merge: the text may hold surrogates (non-UTF-8 bytes), which pandas' string dtype rejects
+    text = decode_str_array(strings["str"])
+    found = dict(zip(zip(strings["ts"].tolist(), strings["tid"].tolist(), strings["point"].tolist()), text))
+    for i, key in enumerate(zip(np.asarray(ts).tolist(), np.asarray(tid).tolist(), np.asarray(point).tolist())):
+        if key in found:
+            out[i] = found[key]
+    return out
