@@ -38,11 +38,20 @@ spread.
    For each traced run: the probes' own cost (each call times its attach point's measured
    cost, ``tracing_cost_ms``) and the recorder's CPU time, as shares of the run.
 
+6. Return probes by default (issue 17): GL programs untraced, with returns="none", with the
+   defaults before issue 17 (returns on swaps, maps and glClientWaitSync only: OLD_RETURNS) and with
+   today's (copies, readbacks, maps, syncs, frames, allocations), interleaved: gl_egl (a readback and
+   three uploads every frame) and glmark2's buffer (glBufferSubData / glMapBufferRange every frame)
+   and texture scenes.  Per traced run also the probes' own cost (tracing_cost_ms: each call times
+   its attach point's calibrated cost), which varies far less than the frame rates.
+   ``--only returns`` runs just this part.
+
 The last line is GpuTrace's FPS as a fraction of the untraced FPS on glxgears.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -57,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 from ebpftoolkit import Session  # noqa: E402
 from ebpftoolkit.probes.gpu import GpuTrace  # noqa: E402
-from ebpftoolkit.probes.gpu.catalogue import calls_for  # noqa: E402
+from ebpftoolkit.probes.gpu.catalogue import CATALOGUE, calls_for, with_returns  # noqa: E402
 from ebpftoolkit.probes.gpu.resolve import find_libraries  # noqa: E402
 from ebpftoolkit.runtime.elf import elf_file  # noqa: E402
 from ebpftoolkit.runtime.compile import import_bcc  # noqa: E402
@@ -265,7 +274,12 @@ def table(title: str, r: dict, calls_per_frame: float, cost_us: float) -> float:
 
 
 def start_xvfb(num: int = 93):
-    sock = Path(f"/tmp/.X11-unix/X{num}")
+    sock, lock = Path(f"/tmp/.X11-unix/X{num}"), Path(f"/tmp/.X{num}-lock")
+    try:                         # a server killed before it could clean up leaves both: not a server to wait for
+        os.kill(int(lock.read_text().strip()), 0)
+    except (OSError, ValueError):
+        sock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
     x = subprocess.Popen(["taskset", "-c", "0", "Xvfb", f":{num}", "-screen", "0", "640x480x24", "-nolisten", "tcp"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
@@ -276,12 +290,97 @@ def start_xvfb(num: int = 93):
     return x, f":{num}"
 
 
+# the GL and Vulkan calls with a return probe by default before issue 17 (item 2)
+OLD_RETURNS = {"glMapBuffer", "glMapBufferRange", "glClientWaitSync", "glXSwapBuffers", "eglSwapBuffers",
+               "vkQueueSubmit", "vkQueueSubmit2", "vkQueuePresentKHR", "vkAllocateMemory", "vkFreeMemory",
+               "vkMapMemory", "vkQueueWaitIdle", "vkDeviceWaitIdle", "vkWaitForFences", "vkAcquireNextImageKHR",
+               "vkCreateBuffer", "vkCreateImage", "vkBindBufferMemory", "vkBindImageMemory"}
+RETURN_CONFIGS = ("untraced", "returns none", "old defaults", "defaults")
+
+
+class old_defaults:
+    """The catalogue's GL and Vulkan return probes as they were before issue 17, while in the block."""
+
+    def __enter__(self):
+        self.saved = list(CATALOGUE)
+        CATALOGUE[:] = [with_returns(c, c.name in OLD_RETURNS) if c.api in ("opengl", "vulkan") else c
+                        for c in CATALOGUE]
+
+    def __exit__(self, *exc):
+        CATALOGUE[:] = self.saved
+
+
+def returns_compared(repeat: int, run_once) -> dict:
+    """RETURN_CONFIGS interleaved: the program's own figure, and per traced run the probes' cost in ms
+    and the share of calls with a duration."""
+    out = {k: [] for k in RETURN_CONFIGS} | {f"{k} cost ms": [] for k in RETURN_CONFIGS[1:]} | \
+        {f"{k} timed": [] for k in RETURN_CONFIGS[1:]}
+    for _ in range(repeat):
+        out["untraced"].append(run_once(None)[0])
+        for name in RETURN_CONFIGS[1:]:
+            ctx = old_defaults() if name == "old defaults" else contextlib.nullcontext()
+            with ctx:
+                g = GpuTrace(["opengl"], returns="none" if name == "returns none" else "default")
+                with Session(g, descendants_of="command") as s:
+                    score, _ = run_once(s)
+            out[name].append(score)
+            out[f"{name} cost ms"].append(s.recording.metadata.probes["gpu"].details["tracing_cost_ms"])
+            gpu = s.tables["gpu"]
+            out[f"{name} timed"].append(gpu["duration_ns"].notna().mean() if len(gpu) else 0.0)
+    return out
+
+
+def returns_table(title: str, r: dict, unit: str) -> None:
+    med = {k: statistics.median(r[k]) for k in RETURN_CONFIGS}
+    print(f"\n{title}, {len(r['untraced'])} interleaved runs each")
+    print(f"{'run':16} {'median ' + unit:>14} {'IQR':>15} {'/untraced':>10} {'probes ms':>10} {'calls timed':>12}")
+    for k in RETURN_CONFIGS:
+        v = r[k]
+        q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
+        extra = "" if k == "untraced" else \
+            f" {statistics.median(r[f'{k} cost ms']):>10.1f} {100 * statistics.median(r[f'{k} timed']):>11.1f}%"
+        print(f"{k:16} {med[k]:>14.1f} {q[0]:>7.0f}-{q[2]:<7.0f} {med[k] / med['untraced']:>10.3f}{extra}")
+    cost = {k: statistics.median(r[f"{k} cost ms"]) for k in RETURN_CONFIGS[1:]}
+    print(f"defaults / returns none: {med['defaults'] / med['returns none']:.3f}, defaults / old defaults: "
+          f"{med['defaults'] / med['old defaults']:.3f}; the probes' own cost, defaults / none "
+          f"{cost['defaults'] / max(cost['returns none'], 1e-9):.2f}x, defaults / old "
+          f"{cost['defaults'] / max(cost['old defaults'], 1e-9):.2f}x")
+
+
+def glmark2_returns_score(display: str, session=None) -> tuple[float, float]:
+    argv = ["glmark2", "--off-screen", "-b", "buffer:update-method=subdata:duration=3",
+            "-b", "buffer:update-method=map:duration=3", "-b", "texture:duration=3"]
+    run = session.run if session is not None else subprocess.run
+    t = time.monotonic()
+    out = run(argv, env=dict(ENV, DISPLAY=display), capture_output=True, timeout=120).stdout.decode()
+    m = re.search(r"glmark2 Score: (\d+)", out)
+    if not m:
+        raise RuntimeError(f"glmark2 printed no score: {out[-300:]!r}")
+    return float(m.group(1)), time.monotonic() - t
+
+
+def returns_part(repeat: int, frames: int) -> None:
+    egl = returns_compared(repeat, lambda s: (gl_egl_fps(frames, s), None))
+    xvfb, display = start_xvfb()
+    try:
+        glmark = returns_compared(repeat, lambda s: glmark2_returns_score(display, s))
+    finally:
+        xvfb.terminate()
+        xvfb.wait()
+    returns_table(f"6a. return probes, gl_egl --frames {frames} (a readback, three uploads per frame)", egl, "FPS")
+    returns_table("6b. return probes, glmark2 --off-screen buffer (subdata, map), texture", glmark, "score")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=6)
     ap.add_argument("--frames", type=int, default=3000, help="gl_egl frames per run")
+    ap.add_argument("--only", choices=["returns"], help="run only part 6 (return probes by default)")
     args = ap.parse_args()
     subprocess.run(["make", "-C", str(EXE.parent.parent)], check=True, capture_output=True)
+    if args.only == "returns":
+        returns_part(args.repeat, args.frames)
+        return
     trap_us, call_us = per_call_cost(max(3, args.repeat // 2))
     print(f"0. one traced call (tight loop, emulated probe): the uprobe trap alone {trap_us:.2f} us, "
           f"GpuTrace recording it {call_us:.2f} us")
@@ -321,6 +420,7 @@ def main():
         print(f"{label:40} {m:>15.1f} {m / u:>10.2f}")
     real_table("4. glmark2 --off-screen (build, texture, shading, bump; score)", glmark)
     real_table("5. vkcube --c 1500 (lavapipe; frames per second of wall time)", cube)
+    returns_part(args.repeat, args.frames)
     print(f"\nGpuTrace FPS / untraced FPS (glxgears): {g_ratio:.3f}")
 
 

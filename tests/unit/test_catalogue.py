@@ -291,6 +291,18 @@ def test_hot_calls_have_no_return_probe_by_default():
     assert not hot, hot
 
 
+def test_calls_whose_duration_matters_have_a_return_probe_by_default():
+    timed = """glBufferData glBufferSubData glTexImage2D glTexSubImage2D glReadPixels glGetBufferSubData glMapBuffer
+    glMapBufferRange glUnmapBuffer glFlushMappedBufferRange glTexStorage2D glFinish glFlush glClientWaitSync
+    glXSwapBuffers eglSwapBuffers vkQueueSubmit vkQueuePresentKHR vkAllocateMemory vkFreeMemory vkMapMemory
+    vkUnmapMemory vkFlushMappedMemoryRanges vkQueueWaitIdle vkDeviceWaitIdle vkWaitForFences""".split()
+    by_name = {c.name: c for c in SPECS}
+    assert not [n for n in timed if not by_name[n].ret]
+    untimed = [c.name for c in SPECS if c.ret and (c.category in ("draw", "dispatch") or c.name.startswith("vkCmd"))]
+    assert not untimed, untimed            # hot, or recorded into a command buffer: the call's time is not the work's
+    assert all(c.ret for c in SPECS if c.api in ("opencl", "cuda"))
+
+
 def test_one_category_vocabulary_for_every_api():
     assert not {"upload", "download"} & set(CATEGORIES)
     for cat in ("copy_h2d", "copy_d2h"):          # a GL texture upload and a cudaMemcpy H2D are named alike

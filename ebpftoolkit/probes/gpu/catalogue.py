@@ -24,7 +24,8 @@ Fields:
   out_arg    argument index of a pointer through which the call returns a handle
   handle     expression naming the allocation a call creates or frees (arg0, ret, out...)
   direction  expression giving a cudaMemcpyKind-style code, for category "copy"
-  ret        return probe on by default (duration, return value); off for hot calls
+  ret        return probe on by default (duration, return value): for GL and Vulkan, the TIMED
+             categories and the buffer maps/unmaps; OpenCL and CUDA, every call; off for hot calls
   self_filter  drop calls the probed library makes to itself (off where the API's own
              entry point calls another entry point on purpose, e.g. CUDA launches)
   str_arg    argument index of a NUL-terminated string to record (up to 63 bytes, the gpu
@@ -71,12 +72,20 @@ CUDART = ("libcudart.so",)      # matched as a prefix: libcudart.so.12, .13...
 CUDA_DRV = ("libcuda.so.1",)
 
 
+#: categories whose calls get a return probe by default: the host waits in them (copies it makes or
+#: reads back, allocations, syncs, frames, submits), they are not made many times a frame, and the
+#: duration answers "what was slow".  Draws, dispatches and state calls do not; neither do GPU-side
+#: copies (copy_d2d) and Vulkan's vkCmd* calls, whose time is that of recording a command, not of the work.
+TIMED = ("alloc", "free", "copy_h2d", "copy_d2h", "copy", "sync", "frame", "submit")
+
+
 def _gl(name, category, size=None, **kw):
-    return CallSpec("opengl", name, category, GL, "driver", size, **kw)
+    return CallSpec("opengl", name, category, GL, "driver", size, ret=kw.pop("ret", category in TIMED), **kw)
 
 
 def _vk(name, category, size=None, **kw):
-    return CallSpec("vulkan", name, category, VK, "driver", size, **kw)
+    ret = kw.pop("ret", category in TIMED and not name.startswith("vkCmd"))
+    return CallSpec("vulkan", name, category, VK, "driver", size, ret=ret, **kw)
 
 
 def _cl(name, category, size=None, **kw):
@@ -108,7 +117,7 @@ CATALOGUE: list[CallSpec] = [
     _gl("glMultiDrawArraysIndirect", "draw"), _gl("glMultiDrawElementsIndirect", "draw"),
     _gl("glMapBuffer", "other", ret=True, note="the whole buffer; may wait for the GPU"),
     _gl("glMapBufferRange", "other", "arg2", ret=True, note="may wait for the GPU"),
-    _gl("glUnmapBuffer", "other"), _gl("glFlushMappedBufferRange", "copy_h2d", "arg2"),
+    _gl("glUnmapBuffer", "other", ret=True), _gl("glFlushMappedBufferRange", "copy_h2d", "arg2"),
     _gl("glTexStorage2D", "alloc", note="bytes depend on the sized internal format, which gl_bytes does not know"),
     _gl("glTexStorage3D", "alloc", note="bytes depend on the sized internal format, which gl_bytes does not know"),
     _gl("glTexSubImage3D", "copy_h2d", note="no bytes: its type is the 10th argument, past the 9 recorded"),
@@ -142,7 +151,7 @@ CATALOGUE: list[CallSpec] = [
     _vk("vkCreateImage", "other", out_arg=3, handle="out", ret=True, note="size: vkGetImageMemoryRequirements"),
     _vk("vkBindBufferMemory", "other", handle="arg1", ret=True, note="handle: the buffer; the memory is arg2"),
     _vk("vkBindImageMemory", "other", handle="arg1", ret=True, note="handle: the image; the memory is arg2"),
-    _vk("vkUnmapMemory", "other"),
+    _vk("vkUnmapMemory", "other", ret=True),
     _vk("vkFlushMappedMemoryRanges", "copy_h2d", "where(arg1 == 1, deref, -1)", deref=(2, 32),
         note="bytes of the range when there is exactly one (VK_WHOLE_SIZE: none)"),
     # OpenCL: the ICD loader's exports (the system one and any bundled copy, e.g. pyopencl's)
