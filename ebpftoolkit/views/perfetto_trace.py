@@ -145,9 +145,9 @@ def _items(rec: "Recording", m: TraceModel, tracks: _Tracks) -> tuple[dict, pd.D
     def add(track, s, e, name, c1, src, row, api_cat=None):
         n = len(track)
         c2, c3 = (api[row], api_cat) if api_cat is not None else (np.full(n, ""), np.full(n, ""))
-        parts.append(dict(track=track, s=np.asarray(s, np.int64), e=np.asarray(e, np.int64),
+        parts.append(dict(track=np.asarray(track, np.int32), s=np.asarray(s, np.int64), e=np.asarray(e, np.int64),
                           name=np.asarray(name, object), c1=np.full(n, c1, object), c2=np.asarray(c2, object),
-                          c3=np.asarray(c3, object), src=np.full(n, src, np.int64), row=np.asarray(row, np.int64)))
+                          c3=np.asarray(c3, object), src=np.full(n, src, np.int8), row=np.asarray(row, np.int32)))
 
     for kind, sp in m.spans.groupby("kind", sort=False):
         pid, tid = sp["pid"].to_numpy(np.int64), sp["tid"].to_numpy(np.int64)
@@ -183,8 +183,10 @@ def _items(rec: "Recording", m: TraceModel, tracks: _Tracks) -> tuple[dict, pd.D
         add(track, it["ts_ns"], np.full(len(it), -1), it["name"], "gpu" if kind == "call" else "exec",
             _CALL if kind == "call" else _EXEC, row, it["cat"].to_numpy(object) if kind == "call" else None)
     cols = ["track", "s", "e", "name", "c1", "c2", "c3", "src", "row"]
-    items = {c: (np.concatenate([p[c] for p in parts]) if parts else np.empty(0, object if c[0] in "nc" else np.int64))
-             for c in cols}
+    empty = {"track": np.int32, "name": object, "c1": object, "c2": object, "c3": object, "src": np.int8,
+             "row": np.int32}
+    items = {c: np.concatenate([p.pop(c) for p in parts]) if parts else np.empty(0, empty.get(c, np.int64))
+             for c in cols}                       # a column at a time: its parts are freed as it is made
     items["slice"] = np.arange(len(items["s"])) < ns
     fr = fr.assign(frame_time_ns=fr["frame_time"]) if "frame_time" in fr else fr
     return items, fr, loss
@@ -269,7 +271,8 @@ def to_perfetto(rec: "Recording", path) -> Path:
     for pid in m.lanes["pid"]:
         tracks.process(int(pid))
     items, fr, loss = _items(rec, m, tracks)
-    items = {k: v[items["s"] != NAT] for k, v in items.items()}     # no start: not drawn
+    if (items["s"] == NAT).any():                 # no start: not drawn
+        items = {k: v[items["s"] != NAT] for k, v in items.items()}
     sl, s, e = items["slice"], items["s"], items["e"]
     e[sl] = np.where(e[sl] == NAT, m.end_ns, np.maximum(e[sl], s[sl]))
     nsl = int(sl.sum())
