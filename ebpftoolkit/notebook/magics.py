@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 
+from ..analysis.answers import call_text, slowest_calls
 from ..doctor import doctor
 from ..errors import EbpfToolkitError
 from ..options import exec_probe, probes_from_options
@@ -93,16 +94,33 @@ def _stop(session) -> None:
             continue
 
 
+#: what one row of each table is (singular, plural), for the summary line; other tables say "rows"
+ROW_NOUNS = {"exec": ("exec", "execs"), "processes": ("process", "processes"), "gpu": ("GPU call", "GPU calls"),
+             "syscalls": ("syscall", "syscalls"), "pmu": ("PMU reading", "PMU readings"),
+             "pmu_samples": ("PMU sample", "PMU samples")}
+
+
+def _rows(name: str, n: int) -> str:
+    one, many = ROW_NOUNS.get(name, (f"{name} row", f"{name} rows"))
+    return f"{n} {one if n == 1 else many}"
+
+
 def summary_line(session, seconds: float | None = None) -> str:
-    """``57 events in 1.23 s (exec 3 rows, processes 5 rows); lost events: 0``."""
-    events = sum(session.metadata.events.values())
-    rows = ", ".join(f"{name} {len(df)} rows" for name, df in session.tables.items())
+    """``3 execs, 5 processes in 1.23 s; lost events: 0``: every number is the length of a table
+    (``session.tables``), named after what its rows are; with GPU calls, the slowest one (its time
+    since the recording's start).  Lost events are the records the kernel dropped before they became rows."""
+    tables = {k: v for k, v in session.tables.items() if not k.startswith("_")}
+    rows = ", ".join(_rows(name, len(df)) for name, df in tables.items()) or "no table"
     lost = session.lost
     total = sum(lost.values())
     where = "" if not total else " (" + ", ".join(f"{k} {v}" for k, v in lost.items() if v) + \
         "; see .loss_windows)"
     dur = "" if seconds is None else f" in {seconds:.2f} s"
-    return f"{events} events{dur} ({rows}); lost events: {total}{where}"
+    gpu = tables.get("gpu")
+    top = slowest_calls(gpu, 1) if gpu is not None else None
+    slow = "" if top is None or top.empty else \
+        f"; slowest call: {call_text(next(top.itertuples()), session.metadata.start or gpu['ts'].min())}"
+    return f"{rows}{dur}{slow}; lost events: {total}{where}"
 
 
 def show_timeline(session):

@@ -151,7 +151,8 @@ def test_cell_is_traced_and_the_session_bound(tmp_path):
         "ex = run1.tables['exec']\n"
         "print('VALUES', json.dumps({'running': run1.running, 'live': live, 'argv': ex['argv'].tolist(),\n"
         "      'ppids': sorted(set(ex['ppid'])), 'me': __import__('os').getpid(),\n"
-        "      'lost': sum(run1.lost.values()), 'html': run1._repr_html_()}))",
+        "      'lost': sum(run1.lost.values()), 'html': run1._repr_html_(),\n"
+        "      'rows': {k: len(v) for k, v in run1.tables.items()}}))",
         f"%%ebpf --pmu page-faults --report {report}\n"
         "import subprocess\n"
         "subprocess.run(['true'])",
@@ -161,10 +162,11 @@ def test_cell_is_traced_and_the_session_bound(tmp_path):
     cell = r[1]
     # status while compiling/attaching and while tracing, then the one-line summary
     assert "compiling and attaching" in cell["stdout"] and "tracing this kernel and its children" in cell["stdout"]
-    assert re.search(r"^run1: \d+ events in \d+\.\d\d s \(exec \d+ rows, processes \d+ rows\); lost events: 0$",
-                     cell["stdout"], re.M), cell["stdout"]
+    line = re.search(r"^run1: (\d+) execs?, (\d+) process(?:es)? in \d+\.\d\d s; lost events: 0$", cell["stdout"], re.M)
+    assert line, cell["stdout"]
     assert re.search(r"Out\[\d+\]: 42$", cell["stdout"], re.M)    # the cell's last expression is displayed
     v = values(r[2])
+    assert v["rows"] == {"exec": int(line[1]), "processes": int(line[2])}     # the numbers are the tables' rows
     assert v["running"] is False and v["live"] is True and v["lost"] == 0
     assert ["sh", "-c", "ls / > /dev/null; true"] in v["argv"] and ["ls", "/"] in v["argv"]
     assert v["me"] in v["ppids"]                       # children of this (kernel) process
@@ -194,7 +196,7 @@ def test_cell_exception_keeps_the_data_and_is_reraised():
     cell = r[1]
     assert not cell["success"] and cell["error"] == "ValueError"          # re-raised
     assert "the cell failed" in cell["stdout"] and "NOT REACHED" not in cell["stdout"]
-    assert re.search(r"^failed: \d+ events in .*lost events: 0$", cell["stdout"], re.M)   # what was captured
+    assert re.search(r"^failed: \d+ execs?, \d+ process(?:es)? in .*lost events: 0$", cell["stdout"], re.M)   # captured
     assert cell["stdout"].count("Traceback") <= 1 and cell["stdout"].count("ValueError: the cell failed") == 1
     v = values(r[2])
     assert v["running"] is False
@@ -218,7 +220,7 @@ def test_keyboard_interrupt_stops_tracing_and_keeps_the_data():
     ])
     cell = r[1]
     assert cell["error"] == "KeyboardInterrupt" and "NOT REACHED" not in cell["stdout"]
-    assert re.search(r"^stopped: \d+ events in 0\.\d\d s", cell["stdout"], re.M)   # after ~0.5 s, not 60
+    assert re.search(r"^stopped: \d+ execs?, \d+ process(?:es)? in 0\.\d\d s", cell["stdout"], re.M)   # ~0.5 s, not 60
     v = values(r[2])
     assert v == {"running": False, "argv": v["argv"], "lost": 0} and ["true"] in v["argv"]
     assert not leftover_attachments()
@@ -276,12 +278,12 @@ def test_attach_for_seconds_and_stop():
         "%ebpf stop",
     ])
     assert all(c["success"] for c in r), r
-    assert "tracing pid" in r[2]["stdout"] and re.search(r"^att: \d+ events in 1\.\d\d s", r[2]["stdout"], re.M)
+    assert "tracing pid" in r[2]["stdout"] and re.search(r"^att: \d+ execs?, \d+ process(?:es)? in 1\.\d\d s", r[2]["stdout"], re.M)
     v = values(r[3])
     assert not v["running"] and v["pids"] == [v["p"]] and {"true", "sleep"} <= set(v["comms"])
-    assert re.search(r"^bg2: \d+ events in \d+\.\d\d s", r[6]["stdout"], re.M)
+    bg2 = re.search(r"^bg2: (\d+) execs?, \d+ process(?:es)? in \d+\.\d\d s", r[6]["stdout"], re.M)
     v = values(r[7])
-    assert not v["running"] and v["n"] > 0
+    assert not v["running"] and v["n"] > 0 and bg2 and int(bg2[1]) == v["n"]
     assert "no session is tracing" in r[8]["stdout"]
     assert not leftover_attachments()
 
@@ -328,11 +330,18 @@ def test_attach_gpu_vulkan_to_a_running_program():
         "%ebpf attach {p.pid} --gpu vulkan --seconds 2 --var vk --no-timeline",
         "g = vk.tables['gpu']\n"
         "print('VALUES', json.dumps({'alive': p.poll() is None, 'pids': sorted(set(g['pid'])), 'p': p.pid,\n"
-        "      'apis': sorted(set(g['api'])), 'calls': g.groupby('call').size().to_dict()}))\n"
+        "      'apis': sorted(set(g['api'])), 'calls': g.groupby('call').size().to_dict(), 'rows': len(g),\n"
+        "      'slowest': g.loc[g['duration_ns'].idxmax(), 'call'], 'max_ns': int(g['duration_ns'].max())}))\n"
         "p.kill(); p.wait()",
     ])
     assert all(c["success"] for c in r), r
     v = values(r[3])
+    # the summary line: the GPU table's rows, and its slowest call (vkQueueWaitIdle has a return probe by default)
+    line = re.search(r"^vk: (\d+) GPU calls in 2\.\d\d s; slowest call: (\w+) ([\d.]+) (us|ms|s) \(vk_compute "
+                     r"\d+, at [\d.]+ s\); lost events: 0$", r[2]["stdout"], re.M)
+    assert line, r[2]["stdout"]
+    assert int(line[1]) == v["rows"] and line[2] == v["slowest"]
+    assert abs(float(line[3]) * {"us": 1e3, "ms": 1e6, "s": 1e9}[line[4]] - v["max_ns"]) <= 0.01 * v["max_ns"]
     assert v["alive"] and v["pids"] == [v["p"]] and v["apis"] == ["vulkan"]
     # every iteration submits once and waits once (the loader's exported half, see workloads/gpu/README.md)
     assert v["calls"]["vkQueueSubmit"] > 10 and abs(v["calls"]["vkQueueSubmit"] - v["calls"]["vkQueueWaitIdle"]) <= 1

@@ -167,7 +167,7 @@ def test_quickstart_runs_in_jupyterlab_and_shows_the_timeline(jupyterlab, browse
     text = "\n".join(o["text"] if isinstance(o["text"], str) else "".join(o["text"])
                      for c in state["cells"] for o in c["outputs"])
     assert "ready: ebpftoolkit can run here" in text and "lost events: 0" in text
-    assert re.search(r"^traced: \d+ events in \d+\.\d\d s", text, re.M), text   # the %%ebpf summary line
+    assert re.search(r"^traced: \d+ execs?, \d+ process(?:es)? in \d+\.\d\d s", text, re.M), text   # %%ebpf's summary
 
     # the %%ebpf cell: its status label ended in "done:", and its timeline widget rendered a picture
     widget_mime = "application/vnd.jupyter.widget-view+json"
