@@ -189,7 +189,7 @@ def bytes_moved(gpu: pd.DataFrame, interval=None, t0=None) -> Figure:
     title = "GPU data movement"
     moved = gpu[gpu["direction"].notna() & gpu["bytes"].notna()] if gpu is not None and len(gpu) else None
     if moved is None or moved.empty:
-        return _no_data(title, "no copies, uploads or downloads recorded")
+        return _no_data(title, "no copy with a known size recorded (copy_h2d, copy_d2h, copy_d2d, copy)")
     interval = interval or _auto_interval(moved["ts"])
     dm = gpu_analysis.data_movement(moved, interval)
     t0 = _t0(gpu["ts"], t0)
