@@ -6,7 +6,8 @@ Built with the ``perfetto`` package's ``TraceProtoBuilder`` and its protos, not 
   each program it exec'd;
 - per thread (a ``ThreadDescriptor`` track): its GPU calls, slices when they have a duration
   (return probes) and instants otherwise, and its exec calls (instants, failed ones too);
-- per process, child tracks: "frames" (a slice per frame: its first call to its swap/present)
+- per process, child tracks: "frames" (a slice per frame, as ``analysis.gpu.frames`` has them: its
+  first call to the end of the call that ended it, swap/present by default)
   and a counter track per PMU event (the sum per PMU interval) and per syscall (calls per 10 ms);
 - "ebpftoolkit", a track of its own whose description holds host, kernel and the lost counts,
   with a child track per probe that lost events: a slice per loss window.
@@ -85,7 +86,7 @@ def _arg_specs(rec: "Recording", fr: pd.DataFrame, loss: pd.DataFrame) -> dict[i
     t = rec.tables
     ex, procs, gpu = t.get("exec"), t.get("processes"), t.get("gpu")
     specs = {_FRAME: _spec(fr, [(c, "int") for c in ("draws", "dispatches", "bytes_up", "bytes_down", "calls",
-                                                     "frame_time_ns")]),
+                                                     "frame_time_ns")] + [("ended_by", "str")]),
              _LOSS: _spec(loss, [("probe", "str"), ("stream", "str"), ("lost", "int")])}
     if procs is not None:
         specs[_PROCESS] = _spec(procs, [("ppid", "int"), ("exit_code", "int"), ("exit_signal", "int")])
@@ -160,8 +161,8 @@ def _items(rec: "Recording", m: TraceModel, tracks: _Tracks) -> tuple[dict, pd.D
                 _PROCESS if kind == "process" else _EXEC_RUN, row)
     fr = pd.DataFrame(columns=["pid", "frame", "start", "end"])
     if gpu is not None and len(gpu) and "frame" in gpu:
-        swapping = gpu.loc[gpu["category"].eq("frame"), "pid"].unique()
-        fr = gpu_frames(gpu[gpu["pid"].isin(swapping)])
+        fr = gpu_frames(gpu)                      # frames as recorded; of processes that ended one
+        fr = fr[fr["pid"].isin(fr.loc[fr["ended_by"].notna(), "pid"])].reset_index(drop=True)
         if len(fr):
             pid = fr["pid"].to_numpy(np.int64)
             add(tracks.map(lambda p: tracks.child("frames", p, "frames"), pid), to_ns(fr["start"]), to_ns(fr["end"]),

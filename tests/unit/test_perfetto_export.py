@@ -194,7 +194,7 @@ def test_arguments_categories_and_clipping(tmp_path):
     failed = by[("exec failed: ENOENT", ns(2))]
     assert failed["args"] == {"argv": ["nope"], "filename": "/nope", "ppid": 100, "retval": -2}
     assert by[("frame 0", ns(1))]["args"] == {"draws": 1, "dispatches": 0, "bytes_up": 4096, "bytes_down": 0,
-                                              "calls": 4}
+                                              "calls": 4, "ended_by": "eglSwapBuffers"}
     assert by[("frame 1", ns(4))]["args"]["frame_time_ns"] == 2 * MS
     assert by[("lost 10 events (gpu)", ns(6))]["args"] == {"probe": "gpu", "stream": "gpu_events", "lost": 10}
     assert by[("process app", ns(0))]["cats"] == ["process"]
@@ -250,7 +250,8 @@ def test_random_recordings_read_back_as_their_model(rec, tmp_path_factory):
     g = rec.tables.get("gpu")
     n_frames = 0
     if g is not None and len(g):
-        n_frames = len(frames(g[g["pid"].isin(g.loc[g["category"] == "frame", "pid"])]))
+        fr = frames(g)                             # of the processes that ended a frame
+        n_frames = fr["pid"].isin(fr.loc[fr["ended_by"].notna(), "pid"]).sum()
     assert sum(s["cats"] == ["frame"] for s in tr["slices"]) == n_frames
     pmu = Counter()
     for c in tr["counters"]:
