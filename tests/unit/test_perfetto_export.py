@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import Trace, TrackEvent
 
@@ -211,7 +210,7 @@ def test_chunks_concatenate_to_the_same_trace(tmp_path, monkeypatch):
     assert small.read_bytes() == (tmp_path / "a.pftrace").read_bytes()
 
 
-def _expected(rec: Recording, m: TraceModel):
+def _expected(m: TraceModel):
     """What the model says each track should hold: (track, start, name) of slices, (track, ts, name)
     of instants, with each slice's unclipped end."""
     slices, instants = Counter(), Counter()
@@ -238,7 +237,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 def test_random_recordings_read_back_as_their_model(rec, tmp_path_factory):
     tr = parse(to_perfetto(rec, tmp_path_factory.mktemp("pf") / "t.pftrace"))
     m = TraceModel.from_recording(rec)
-    slices, instants, ends = _expected(rec, m)
+    slices, instants, ends = _expected(m)
     got = [s for s in tr["slices"] if s["track"][0] in ("process", "thread")]
     assert Counter((s["track"], s["ts"], s["name"]) for s in got) == slices
     for s in got:                                  # cut short only to nest, and then it says so
