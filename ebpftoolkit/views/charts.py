@@ -23,7 +23,7 @@ __all__ = ["miss_rate_over_time", "misses_by_function", "mpki", "frame_times", "
 CATEGORY_COLORS = {
     "draw": "#1f77b4", "dispatch": "#9467bd", "launch": "#6a3d9a", "frame": "#000000", "alloc": "#2ca02c",
     "free": "#98df8a", "copy_h2d": "#ff7f0e", "copy_d2h": "#d62728", "copy_d2d": "#ff9896", "copy": "#ffbb78",
-    "submit": "#17becf", "sync": "#7f7f7f", "other": "#c7c7c7",
+    "submit": "#17becf", "sync": "#7f7f7f", "other": "#c7c7c7", "marker": "#e377c2",
     "syscall": "#bcbd22"}
 _EXTRA = ["#8dd3c7", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ccebc5"]
 DIRECTION_COLORS = {"h2d": "#ff7f0e", "d2h": "#d62728", "d2d": "#9467bd", "unknown": "#7f7f7f"}
@@ -167,10 +167,10 @@ def frame_times(gpu: pd.DataFrame, t0=None) -> Figure:
     """Frame time per frame (ms) and draw calls per frame, one line per process."""
     title = "frame times and draw calls per frame"
     fr = gpu_analysis.frames(gpu) if gpu is not None and len(gpu) else pd.DataFrame()
-    if len(fr):   # only processes that presented frames
-        fr = fr[fr["pid"].isin(gpu.loc[gpu["category"].eq("frame"), "pid"])]
+    if len(fr):   # only processes whose frames were ended (a swap, a present, frames= calls or markers)
+        fr = fr[fr["pid"].isin(fr.loc[fr["ended_by"].notna(), "pid"])]
     if fr.empty or fr["frame_time"].notna().sum() == 0:
-        return _no_data(title, "no frames recorded (no swap/present calls)")
+        return _no_data(title, "no frames recorded (no swap/present calls, nor frames= boundaries)")
     t0 = _t0(gpu["ts"], t0)
     fig, (a1, a2) = _figure(title, nrows=2, height=2.4)
     for pid, g in list(fr.groupby("pid"))[:8]:

@@ -5,6 +5,8 @@ The timeline, the HTML report and the Chrome trace consume a :class:`TraceModel`
 instead of each re-deriving process lifetimes, names and events from the tables.
 Every span and instant keeps ``row``, its row in the source table (``kind`` says which
 table: ``process`` -> processes, ``exec`` -> exec, ``call`` -> gpu, ``syscall`` -> syscalls).
+A GPU row with a ``label`` (a marker) is named by it; an ``ebpftoolkit.frame`` block is one span,
+from its begin marker (its row) to its end marker.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..analysis.gpu import FRAME_BEGIN, FRAME_END
 from ..analysis.proctree import process_tree
 
 if TYPE_CHECKING:
@@ -114,11 +117,22 @@ class TraceModel:
             pid, tid = gpu["pid"].to_numpy(np.int64), gpu["tid"].to_numpy(np.int64)
             call, cat = _text(gpu["call"]), _text(gpu["category"])
             rows = np.arange(len(gpu))
-            spans.append(_frame(_SPAN_COLS, pid=pid[has], tid=tid[has], start_ns=ts[has],
-                                end_ns=ts[has] + dur[has].astype(np.int64), name=call[has], cat=cat[has], kind="call",
-                                row=rows[has]))
-            instants.append(_frame(_INSTANT_COLS, pid=pid[~has], tid=tid[~has], ts_ns=ts[~has], name=call[~has],
-                                   cat=cat[~has], kind="call", row=rows[~has]))
+            name = call.copy()
+            if "label" in gpu:                          # markers: named by what the program called them
+                label = _text(gpu["label"])
+                name[label != ""] = label[label != ""]
+            blocks = _blocks(call, ts, tid)
+            paired = np.zeros(len(gpu), bool)
+            paired[blocks.ravel()] = True                # a block's markers are its span
+            sp, b = has & ~paired, blocks[:, 0]
+            spans.append(_frame(_SPAN_COLS, pid=np.r_[pid[sp], pid[b]], tid=np.r_[tid[sp], tid[b]],
+                                start_ns=np.r_[ts[sp], ts[b]],
+                                end_ns=np.r_[ts[sp] + dur[sp].astype(np.int64), ts[blocks[:, 1]]],
+                                name=np.r_[name[sp], name[b]], cat=np.r_[cat[sp], cat[b]], kind="call",
+                                row=np.r_[rows[sp], b]))
+            it = ~has & ~paired
+            instants.append(_frame(_INSTANT_COLS, pid=pid[it], tid=tid[it], ts_ns=ts[it], name=name[it],
+                                   cat=cat[it], kind="call", row=rows[it]))
         if sc is not None and len(sc):
             instants.append(_frame(_INSTANT_COLS, pid=sc["pid"].to_numpy(np.int64), tid=sc["tid"].to_numpy(np.int64),
                                    ts_ns=to_ns(sc["ts"]), name=_text(sc["syscall"]),
@@ -144,6 +158,20 @@ class TraceModel:
         lanes = _lanes(t, pnames, end)
         return cls(t0, end, lanes, spans_df, inst_df, counters, loss, pnames, tnames,
                    {k: int(v) for k, v in rec.lost.items()}, int(interval))
+
+
+def _blocks(call: np.ndarray, ts: np.ndarray, tid: np.ndarray) -> np.ndarray:
+    """``ebpftoolkit.frame`` blocks: (begin row, end row) pairs, matched per thread in time order (nested
+    blocks too).  A begin or end without its other half stays an instant."""
+    sel = np.flatnonzero((call == FRAME_BEGIN) | (call == FRAME_END))
+    open_: dict[int, list[int]] = {}
+    pairs = []
+    for i in sel[np.argsort(ts[sel], kind="stable")]:
+        if call[i] == FRAME_BEGIN:
+            open_.setdefault(int(tid[i]), []).append(int(i))
+        elif open_.get(int(tid[i])):
+            pairs.append((open_[int(tid[i])].pop(), int(i)))
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
 def _names(tables, main_threads=None) -> tuple[dict, dict]:

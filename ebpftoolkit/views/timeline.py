@@ -127,6 +127,8 @@ class TimelineData:
         extra = [f"{c}={r[c]}" for c in ("bytes", "direction", "handle", "frame", "retval") if not pd.isna(r[c])]
         if not pd.isna(r["duration_ns"]):
             extra.append(f"duration={int(r['duration_ns']) / 1e3:.1f} us")
+        if isinstance(r.get("label"), str):                # a marker's name
+            extra.append(f"label={safe_text(r['label'])}")
         return (f"{t:+.6f} s  pid {r['pid']} tid {r['tid']} {r['comm']}  {r['api']} {r['call']} "
                 f"[{r['category']}]  " + " ".join(extra))
 
