@@ -197,7 +197,7 @@ class GpuTrace(StandaloneProbe):
 
     def streams(self):
         out = [StreamSpec("gpu_events", EVENT.dtype, self.config.ring_pages, wakeup="batch",
-                          c_type="struct gpu_event"), string_stream()]
+                          c_type="struct gpu_event"), string_stream(self.config.ring_pages)]
         if self.following:     # rare and urgent: the process waits for us
             out.append(StreamSpec("gpu_mapped", MAPPED.dtype, 64, wakeup="each", c_type="struct gpu_mapped"))
         return out
