@@ -28,6 +28,9 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
                    help="trace GPU API calls: a comma list of opengl,vulkan,opencl,cuda (default: all present)")
     p.add_argument("--gpu-returns", choices=["default", "all", "none"], default="default",
                    help="return probes (durations, return values): default = allocations, copies, syncs, frames")
+    p.add_argument("--gpu-frames", metavar="BOUNDARY", default="swap/present",
+                   help="what ends a frame: swap/present (default), marker (ebpftoolkit.frame blocks and "
+                        "ebpftoolkit.mark in the program), or a comma list of calls, e.g. clFinish")
     p.add_argument("--pmu", metavar="EVENTS",
                    help="count perf events per task, e.g. cycles,cache-misses or page-faults,context-switches")
     p.add_argument("--interval", default="10ms", help="PMU time-series interval (default 10ms)")
@@ -83,7 +86,8 @@ def probes_from_options(args, command=None) -> list:
         from .probes.gpu import GpuTrace
         apis = None if args.gpu == "all" else args.gpu
         binaries = [command[0]] if command and _is_elf(command[0]) else []
-        probes.append(GpuTrace(apis, returns=args.gpu_returns, binaries=binaries))
+        probes.append(GpuTrace(apis, returns=args.gpu_returns, binaries=binaries,
+                               frames=getattr(args, "gpu_frames", "swap/present")))
     if args.pmu:
         from .probes.pmu import PmuCounters
         probes.append(PmuCounters([e.strip() for e in args.pmu.split(",") if e.strip()], interval=args.interval))

@@ -132,3 +132,17 @@ def test_bad_boundaries_are_refused():
             assert "boundary is 'swap/present', 'marker' or call names" in str(exc)
         else:
             raise AssertionError(bad)
+
+
+def test_the_command_line_and_the_magics_take_frames():
+    import pytest
+
+    from ebpftoolkit.errors import ProbeConfigError
+    from ebpftoolkit.options import probes_from_options, record_parser
+    args = record_parser().parse_args(["--gpu", "opencl", "--gpu-frames", "clFinish,clFlush", "--", "true"])
+    (gpu,) = probes_from_options(args)
+    assert gpu.config.frames == ("clFinish", "clFlush") and gpu._points is None     # nothing resolved yet
+    (gpu,) = probes_from_options(record_parser().parse_args(["--gpu", "--", "true"]))
+    assert gpu.config.frames == "swap/present"
+    with pytest.raises(ProbeConfigError, match="'clFinishh' is not a catalogued call"):
+        probes_from_options(record_parser().parse_args(["--gpu", "--gpu-frames", "clFinishh", "--", "true"]))
