@@ -15,7 +15,7 @@ B, E, M = "ebpftoolkit_frame_begin", "ebpftoolkit_frame_end", "ebpftoolkit_mark"
 CALLS = ["glDrawArrays", "clFinish", "glFinish", "eglSwapBuffers", B, E, M, "cudaMemcpy"]
 CATEGORY = {"glDrawArrays": "draw", "clFinish": "sync", "glFinish": "sync", "eglSwapBuffers": "frame", B: "marker",
             E: "marker", M: "marker", "cudaMemcpy": "copy_h2d"}
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

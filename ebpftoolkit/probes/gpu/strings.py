@@ -33,7 +33,9 @@ def labels(ts: np.ndarray, tid: np.ndarray, point: np.ndarray, strings) -> np.nd
     # a dict, not a merge: the text may hold surrogates (non-UTF-8 bytes), which pandas' string dtype rejects
     text = decode_str_array(strings["str"])
     found = dict(zip(zip(strings["ts"].tolist(), strings["tid"].tolist(), strings["point"].tolist()), text))
-    for i, key in enumerate(zip(np.asarray(ts).tolist(), np.asarray(tid).tolist(), np.asarray(point).tolist())):
+    ts, tid, point = (np.asarray(a, np.int64) for a in (ts, tid, point))
+    rows = np.flatnonzero(np.isin(point, np.unique(strings["point"].astype(np.int64))))   # calls with strings only
+    for i, key in zip(rows.tolist(), zip(ts[rows].tolist(), tid[rows].tolist(), point[rows].tolist())):
         if key in found:
             out[i] = found[key]
     return out
