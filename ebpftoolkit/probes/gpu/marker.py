@@ -7,16 +7,19 @@ first use with the system's C compiler into the cache directory (one copy per so
 ``"marker"`` (at start when the library is built, or when a traced process maps it: it is matched
 by its soname like any API library) and records the name given (the ``label`` column), so a
 marker is ordered with the calls by the same clock.  Untraced, a marker is one ctypes call into a
-function that returns at once (about half a microsecond); no root is needed.  Without a C
-compiler, markers do nothing (said once in a warning).
+function that returns at once (about half a microsecond); no root is needed.  Where the cache
+cannot be written, the process builds its own copy in a private temporary directory; without a
+C compiler, markers do nothing (said once in a warning).
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import warnings
 from contextlib import ContextDecorator
@@ -34,6 +37,10 @@ class MarkerWarning(UserWarning):
     """Markers cannot work here (no C compiler to build their library): they do nothing."""
 
 
+class _NoCompiler(OSError):
+    pass
+
+
 def library_path() -> Path:
     """Where this version of the marker library is (or will be) built."""
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
@@ -43,7 +50,7 @@ def library_path() -> Path:
 def _build(path: Path) -> None:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
-        raise OSError("no C compiler (cc, gcc or clang) to build the marker library: apt-get install gcc")
+        raise _NoCompiler("no C compiler (cc, gcc or clang) to build the marker library: apt-get install gcc")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -79,7 +86,14 @@ def _load() -> tuple:
             try:
                 path = library_path()
                 if not path.is_file():
-                    _build(path)
+                    try:
+                        _build(path)
+                    except _NoCompiler:
+                        raise
+                    except OSError:   # a read-only home: a private temporary directory of its own (found by soname)
+                        path = Path(tempfile.mkdtemp(prefix="ebpftoolkit-marker-")) / path.name
+                        atexit.register(shutil.rmtree, path.parent, True)
+                        _build(path)
                 lib = ctypes.CDLL(str(path))
                 fns = []
                 for name in (MARK, FRAME_BEGIN, FRAME_END):
@@ -109,9 +123,10 @@ def _name(name) -> bytes:
 def mark(name: str) -> None:
     """A named instant the GPU probes record (``label``) in order with the calls.  With
     ``GpuTrace(frames="marker")``, outside a :func:`frame` block it ends a frame (as a swap does)."""
+    name = _name(name)
     fns = _functions if _functions is not None else _load()
     if fns:
-        fns[0](_name(name))
+        fns[0](name)
 
 
 class frame(ContextDecorator):
