@@ -10,8 +10,11 @@ from .perfetto_trace import to_perfetto
 from .report import render_html
 from .model import TraceModel
 from .timeline import static_timeline
-from .widget import TimelineWidget, timeline
+from .timeline_html import timeline_fragment
+from .timeline_widget import InteractiveTimeline, timeline
+from .widget import TimelineWidget
 
-__all__ = ["TraceModel", "timeline", "static_timeline", "TimelineWidget", "render_html", "to_chrome_trace",
-           "to_perfetto", "miss_rate_over_time", "misses_by_function", "mpki", "frame_times",
+__all__ = ["TraceModel", "timeline", "InteractiveTimeline", "timeline_fragment", "static_timeline", "TimelineWidget",
+           "render_html", "to_chrome_trace", "to_perfetto",
+           "miss_rate_over_time", "misses_by_function", "mpki", "frame_times",
            "bytes_moved", "gpu_memory", "process_lifetimes", "pmu_rates"]

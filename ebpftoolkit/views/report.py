@@ -28,6 +28,7 @@ from . import charts
 from .answers import answers_context
 from .model import TREE_MAX, TraceModel
 from .timeline import TimelineData, static_timeline
+from .timeline_html import timeline_fragment
 
 if TYPE_CHECKING:
     from ..recording import Recording
@@ -248,7 +249,7 @@ def _comparison(rec, baseline, max_rows) -> dict | None:
             "baseline": f"{baseline.metadata.start} ({', '.join(' '.join(map(str, c.argv)) for c in baseline.metadata.commands) or 'no command'})"}
 
 
-def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, baseline=None) -> dict:
+def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, baseline=None, interactive=True) -> dict:
     tables = rec.tables
     errors: dict[str, str] = {}
     model = TraceModel.from_recording(rec)
@@ -258,6 +259,7 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, bas
     rows = {k: len(v) for k, v in tables.items()}
     data = TimelineData(rec, model=model)
     tl = _guard(errors, "timeline", lambda: static_timeline(rec, data=data, width=11))
+    live = _guard(errors, "timeline", lambda: timeline_fragment(rec, model=model)) if interactive else None
     if tl is not None:
         figs["timeline"] = _image(tl, "timeline")
     notes = [f"table {k!r} has {n:,} rows: figures are drawn from aggregates (time bins, busiest processes) and "
@@ -294,7 +296,7 @@ def _context(rec: "Recording", title, max_rows, aggregate_above, cachegrind, bas
             "generated": pd.Timestamp.now().isoformat(timespec="seconds"),
             "start": f"{t0:%Y-%m-%d %H:%M:%S.%f} UTC", "notes": notes, "summary": summary,
             "lost": sorted(lost.items()), "lost_total": sum(lost.values()), "loss_windows": _table(lw, max_rows),
-            "tables": sorted(rows.items()), "figs": figs, "errors": errors,
+            "tables": sorted(rows.items()), "figs": figs, "errors": errors, "timeline_html": live,
             "processes": _guard(errors, "processes", _processes, tables, t0_ns, max_rows, figs, t0, default={}),
             "gpu": ctx_gpu, "gpu_libraries": _guard(errors, "gpu", _gpu_libraries, rec, max_rows),
             "answers": answers,
@@ -310,18 +312,20 @@ _NO_ENVIRONMENT = {"attach_summary": None, "env": [], "probes": [], "gpu_points"
 
 
 def render_html(rec: "Recording", path=None, *, title: str | None = None, cachegrind: pd.DataFrame | None = None,
-                max_rows: int = 200, aggregate_above: int = 100_000, baseline: "Recording | None" = None) -> str:
+                max_rows: int = 200, aggregate_above: int = 100_000, baseline: "Recording | None" = None,
+                interactive: bool = True) -> str:
     """The report as one HTML string; with ``path``, also written there (UTF-8).
 
     ``cachegrind``: :func:`ebpftoolkit.pmu.simulate_cache_misses` output to chart as
     simulated cache misses per function.  ``max_rows``: rows shown per table.  ``baseline``: a
-    recording to compare this one with (a "Compared with a baseline" section).
+    recording to compare this one with (a "Compared with a baseline" section).  ``interactive``: the
+    Bokeh timeline (BokehJS inline, about 1.4 MB) above the static figure; off: the figure only.
     """
     import jinja2
     env = jinja2.Environment(loader=jinja2.PackageLoader("ebpftoolkit.views", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     html = env.get_template("report.html.j2").render(**_context(rec, title, max_rows, aggregate_above, cachegrind,
-                                                                       baseline))
+                                                                       baseline, interactive))
     if path is not None:
         Path(path).write_text(html, encoding="utf-8", errors="backslashreplace")
     return html

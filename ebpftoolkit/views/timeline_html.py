@@ -10,6 +10,7 @@ PMU counters and lost-event windows are tracks under it on the same time axis.
 from __future__ import annotations
 
 import html
+import re
 from importlib.resources import files
 from typing import TYPE_CHECKING
 from uuid import uuid4
@@ -60,7 +61,7 @@ def build_timeline(rec: "Recording", *, width: int = 1100, divs: bool = True, pa
     shown = min(nrows, MAX_ROWS_SHOWN)
     xr = Range1d(0, dur, bounds=(-0.02 * dur, 1.02 * dur), min_interval=1e-9)
     yr = Range1d(shown, 0, bounds=(0, max(nrows, 1)))
-    fig = figure(width=width, height=shown * ROW_PX + 70, x_range=xr, y_range=yr, tools="",
+    fig = figure(width=width, height=shown * ROW_PX + 70, x_range=xr, y_range=yr, tools="", sizing_mode="stretch_width",
                  title=title, x_axis_label="time (s) since the first event", output_backend="canvas",
                  min_border_left=BORDER_LEFT)
     src = ColumnDataSource({k: [] for k in ("x0", "x1", "y0", "y1", "color", "alpha", "name", "cat", "t", "dur",
@@ -89,8 +90,8 @@ def build_timeline(rec: "Recording", *, width: int = 1100, divs: bool = True, pa
     fig.toolbar.active_scroll, fig.toolbar.active_drag = wheel, pan
     if fig.legend:
         fig.legend.location, fig.legend.label_text_font_size = "top_right", "9px"
-    readout = Div(text="loading timeline...", width=width) if divs else None
-    info = Div(text="", width=width) if divs else None
+    readout = Div(text="loading timeline...", sizing_mode="stretch_width") if divs else None
+    info = Div(text="", sizing_mode="stretch_width") if divs else None
     # the packed events go into the page once: every callback refers to this one model
     store = ColumnDataSource({"hdr": [header_json(p)], "blob": [p.blob]}, name=f"{uid}-store")
     args = dict(src=src, sel=sel, store=store, fig=fig, xr=xr, yr=yr, info=info,
@@ -108,7 +109,7 @@ def build_timeline(rec: "Recording", *, width: int = 1100, divs: bool = True, pa
     parts += _counter_tracks(p, xr, width, cursor)
     if divs:
         parts = [readout] + parts + [info]
-    layout = column(*parts, name=uid)
+    layout = column(*parts, name=uid, sizing_mode="stretch_width")
     # decode and draw once the page (or the notebook output) is laid out: the document's ready event
     # where the page has one, the plot's first layout (its inner width being set) in any case
     from bokeh.document import Document
@@ -129,6 +130,7 @@ def _counter_tracks(p: TimelinePack, xr, width: int, cursor) -> list:
     out = []
     for k, (name, c) in enumerate(list(p.counters.items())[:MAX_COUNTERS]):
         fig = figure(width=width, height=110, x_range=xr, tools="", title=f"{name} per {c['interval_s'] * 1e3:g} ms",
+                     sizing_mode="stretch_width",
                      min_border_left=BORDER_LEFT)
         fig.title.text_font_size = "9px"
         fig.step(c["t"], c["v"], mode="after", color=Category10_10[k % 10])
@@ -145,6 +147,33 @@ def _counter_tracks(p: TimelinePack, xr, width: int, cursor) -> list:
     return out
 
 
+_LOADER = """(function () {
+  const parts = %s;
+  const run = code => (0, eval)(code);
+  async function inflate(b64) {
+    const bin = atob(b64), u8 = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+    const s = new Blob([u8]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return await new Response(s).text();
+  }
+  (async () => { for (const p of parts) run(p.z ? await inflate(p.z) : p.js); })().catch(e => {
+    const el = document.getElementById("%s-readout");
+    if (el) el.textContent = "the timeline could not start in this browser: " + e;
+  });
+})();"""
+
+
+def _packed_scripts(codes: list[str], uid: str) -> str:
+    """One script that inflates BokehJS (zlib, base64: a third of its size) and runs it, then runs the
+    embedding script, in that order; no network."""
+    import base64
+    import json
+    import zlib
+    parts = [{"z": base64.b64encode(zlib.compress(c.encode(), 9)).decode()} for c in codes[:-1]] + [{"js": codes[-1]}]
+    text = json.dumps(parts).replace("</", "<\\/")
+    return "<script>" + _LOADER % (text, uid) + "</script>"
+
+
 def timeline_fragment(rec: "Recording", *, width: int = 1060, pack: TimelinePack | None = None, model=None) -> str:
     """HTML for the report: BokehJS inline (no network), the plot, a readout and a listing of the
     brushed events, inside an element with id ``timeline-view``."""
@@ -154,11 +183,12 @@ def timeline_fragment(rec: "Recording", *, width: int = 1060, pack: TimelinePack
     parts = build_timeline(rec, width=width, divs=False, pack=pack or pack_timeline(rec, model))
     script, div = components(parts.layout)
     b = bundle_for_objs_and_resources([parts.layout], INLINE)
-    bundle = b._render_js() + b._render_css()
     uid = parts.uid
+    embed = re.sub(r"(?is)^\s*<script[^>]*>|</script>\s*$", "", script)
+    bundle = _packed_scripts(list(b.js_raw) + [embed], uid) + b._render_css()
     notes = "".join(f"<p class='tl-note'>{html.escape(n)}</p>" for n in parts.pack.notes)
-    return (f"{bundle}\n<style>{_CSS}</style>\n<div id='timeline-view' data-uid='{uid}'>"
+    return (f"<style>{_CSS}</style>\n<div id='timeline-view' data-uid='{uid}'>"
             f"<div class='tl-help'>wheel: zoom in time · drag: pan · box-select tool: brush a range to list its "
             f"calls · click: one call · double-click tool 'reset' to see everything</div>"
             f"<div id='{uid}-readout' class='tl-readout'>loading timeline...</div>{div}"
-            f"<div id='{uid}-info' class='tl-info'></div>{notes}</div>\n{script}")
+            f"<div id='{uid}-info' class='tl-info'></div>{notes}</div>\n{bundle}")

@@ -9,9 +9,7 @@ base64-encoded (a 1M-call recording of a real-shaped workload packs to a few MB)
 """
 from __future__ import annotations
 
-import base64
 import json
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +19,7 @@ import pandas as pd
 from ..text import printable
 from .charts import CATEGORY_COLORS, category_color
 from .model import NAT, TraceModel, to_ns
+from .timeline_codec import decode, encode
 
 if TYPE_CHECKING:
     from ..recording import Recording
@@ -30,7 +29,6 @@ __all__ = ["TimelinePack", "pack_timeline", "KINDS"]
 # kind codes shared with templates/timeline.js; "row" of each event is its row in that kind's table
 KINDS = ("process", "exec", "call", "syscall", "frame", "sample", "loss")
 _K = {k: i for i, k in enumerate(KINDS)}
-QUANTUM_NS, QUANTUM_ABOVE = 64, 250_000
 _FIXED = {"process": "#cfd8dc", "exec": "#2e7d32", "exec failed": "#c62828", "frame span": "#455a64",
           "sample": "#6d4c41", "syscall": CATEGORY_COLORS.get("syscall", "#bcbd22")}
 
@@ -47,7 +45,8 @@ class TimelinePack:
     n: int
     blob: str                 # base64(zlib(columns))
     quantum_ns: int           # start times are multiples of it (1: exact)
-    layout: list[dict]        # per column: name, dtype, offset, length (bytes, in the decompressed buffer)
+    layout: list[dict]        # per column: name, size, signed, float, offset, length (in the decompressed buffer)
+    coding: dict              # how the columns are coded (timeline_codec.encode's header fields)
     counters: dict            # PMU counter tracks: event -> {"t": [s], "v": [value per interval]}
     loss: list[dict]          # lost-event windows: start, end (s), probe, lost
     tables: dict              # kind -> table name the events' rows index
@@ -57,7 +56,7 @@ class TimelinePack:
         """Everything but the blob, as JSON-able data for the browser."""
         return {"t0_ns": self.t0_ns, "duration_ns": self.duration_ns, "rows": self.rows, "cats": self.cats,
                 "colors": self.colors, "names": self.names, "threads": self.threads, "n": self.n,
-                "layout": self.layout, "quantum_ns": self.quantum_ns, "loss": self.loss, "kinds": list(KINDS),
+                "layout": self.layout, **self.coding, "loss": self.loss, "kinds": list(KINDS),
                 "notes": self.notes}
 
 
@@ -79,6 +78,9 @@ class _Builder:
         return table.setdefault(key, len(table))
 
     def row(self, pid: int, tid, what: str, label: str) -> int:
+        if what != "process" and (pid, None, "process") not in self.row_of:    # every process gets its header
+            name = self.m.process_names.get(pid) or ""
+            self.row(pid, None, "process", _txt(f"{pid} {name}").strip())
         key = (pid, tid, what)
         if key not in self.row_of:
             self.row_of[key] = len(self.rows)
@@ -169,9 +171,8 @@ def _gpu(b: _Builder, rec, gpu: pd.DataFrame, t0: int) -> None:
         fp = f["pid"].to_numpy(np.int64)
         rows = np.array([b.row(int(p), None, "process", "") for p in fp], np.int32)
         b.add("frame", end - ft - t0, ft, rows, np.full(len(f), b.code(b.cats, "frame span")),
-              np.array([b.code(b.names, f"frame {int(k)}") for k in f["frame"]], np.int32), fp, fp,
-              np.arange(len(f)), f["bytes_up"].to_numpy(float) + f["bytes_down"].to_numpy(float),
-              f["frame"].to_numpy(np.int64))
+              np.full(len(f), b.code(b.names, "frame"), np.int32), fp, fp,
+              np.arange(len(f)), None, f["frame"].to_numpy(np.int64))
 
 
 def _row_order(b: _Builder) -> np.ndarray:
@@ -204,31 +205,8 @@ def _finish(b: _Builder, rec, m: TraceModel) -> TimelinePack:
     b.rows = [b.rows[i] for i in np.argsort(remap)] if b.rows else b.rows
     order = np.argsort(ev["start"], kind="stable")
     ev = {c: v[order] for c, v in ev.items()}
-    start = ev["start"]
-    # above QUANTUM_ABOVE events, start times are kept to QUANTUM_NS (the file's size is mostly their
-    # jitter); durations stay exact
-    quantum = QUANTUM_NS if len(start) > QUANTUM_ABOVE else 1
-    qstart = start // quantum
-    delta = np.diff(qstart, prepend=0).astype(np.uint64) if len(start) else np.zeros(0, np.uint64)
-    # source rows delta-coded per kind (each kind's rows mostly rise in time order): minus one, so a run is 0s
-    dsrc = np.zeros(len(start), np.int64)
-    for k in np.unique(ev["kind"]):
-        sel = ev["kind"] == k
-        dsrc[sel] = np.diff(ev["src"][sel], prepend=-1) - 1
-    dur = ev["dur"]
-    columns = {
-        "dstart_lo": (delta & 0xFFFFFFFF).astype("<u4"), "dstart_hi": (delta >> 32).astype("<u4"),
-        "dur_lo": (np.where(dur < 0, 0, dur).astype(np.uint64) & 0xFFFFFFFF).astype("<u4"),
-        "dur_hi": np.where(dur < 0, 0xFFFFFFFF, np.where(dur < 0, 0, dur) >> 32).astype("<u4"),
-        "row": ev["row"].astype("<i4"), "cat": ev["cat"].astype("<u2"), "name": ev["name"].astype("<i4"),
-        "kind": ev["kind"].astype("u1"), "thread": ev["thread"].astype("<i4"),
-        "dsrc": dsrc.astype("<i4"), "bytes": ev["bytes"].astype("<f8"), "frame": ev["frame"].astype("<f8")}
-    raw, layout = bytearray(), []
-    for name, arr in columns.items():
-        data = np.ascontiguousarray(arr).tobytes()
-        layout.append({"name": name, "dtype": arr.dtype.str.lstrip("<|"), "offset": len(raw), "length": len(data)})
-        raw += data + b"\0" * (-len(data) % 8)
-    blob = base64.b64encode(zlib.compress(bytes(raw), 6)).decode("ascii")
+    blob, layout, coding = encode(ev)
+    quantum = coding["quantum_ns"]
     cats = [c for c, _ in sorted(b.cats.items(), key=lambda kv: kv[1])]
     counters, interval = {}, m.pmu_interval_ns
     c = m.counters
@@ -244,32 +222,19 @@ def _finish(b: _Builder, rec, m: TraceModel) -> TimelinePack:
     threads = [_txt(t) for t in threads]
     notes = [f"{sum(m.lost.values())} events lost (shaded)"] if sum(m.lost.values()) else []
     if quantum > 1:
-        notes.append(f"{len(start)} events: start times drawn to {quantum} ns (durations exact; the tables keep ns)")
+        notes.append(f"{len(order)} events: start times drawn to {quantum} ns and durations to 0.3 % "
+                     "(the tables keep exact ns)")
     return TimelinePack(m.t0_ns, max(int(m.end_ns - m.t0_ns), 1), b.rows, cats,
                         [_FIXED.get(c) or category_color(c) for c in cats],
-                        [n for n, _ in sorted(b.names.items(), key=lambda kv: kv[1])], threads, len(start), blob,
-                        quantum, layout, counters, loss,
+                        [n for n, _ in sorted(b.names.items(), key=lambda kv: kv[1])], threads, len(order), blob,
+                        quantum, layout, coding, counters, loss,
                         {"process": "processes", "exec": "exec", "call": "gpu", "syscall": "syscalls",
                          "frame": "frames", "sample": "pmu_samples"}, notes)
 
 
 def unpack(pack: TimelinePack) -> dict[str, np.ndarray]:
     """The events back from the blob, as the browser decodes them (tests use it)."""
-    raw = zlib.decompress(base64.b64decode(pack.blob))
-    col = {c["name"]: np.frombuffer(raw, dtype=np.dtype("<" + c["dtype"]) if c["dtype"] not in ("u1",) else "u1",
-                                    count=c["length"] // np.dtype(c["dtype"]).itemsize, offset=c["offset"])
-           for c in pack.layout}
-    delta = col["dstart_lo"].astype(np.int64) + (col["dstart_hi"].astype(np.int64) << 32)
-    dur = np.where(col["dur_hi"] == 0xFFFFFFFF, -1,
-                   col["dur_lo"].astype(np.int64) + (col["dur_hi"].astype(np.int64) << 32))
-    out = {"start": np.cumsum(delta) * pack.quantum_ns, "dur": dur}
-    out.update({k: col[k] for k in ("row", "cat", "name", "kind", "thread", "bytes", "frame")})
-    src = np.zeros(len(dur), np.int64)
-    for k in np.unique(out["kind"]):
-        sel = out["kind"] == k
-        src[sel] = np.cumsum(col["dsrc"][sel].astype(np.int64) + 1) - 1
-    out["src"] = src
-    return out
+    return decode(pack.blob, pack.layout, pack.coding)
 
 
 def header_json(pack: TimelinePack) -> str:

@@ -75,12 +75,12 @@ class InteractiveTimeline:
             "kind": pd.Series([KINDS[k] for k in e["kind"][ev]], dtype=object),
             "row": e["src"][ev].astype(np.int64),
             "start": pd.to_datetime(p.t0_ns + e["start"][ev], unit="ns"),
-            "duration_ns": pd.array(np.where(dur < 0, 0, dur), dtype="Int64").where(dur >= 0, pd.NA),
+            "duration_ns": pd.Series(np.where(dur < 0, 0, dur), dtype="Int64").mask(dur < 0),
             "name": pd.Series([p.names[i] for i in e["name"][ev]], dtype=object),
             "category": pd.Series([p.cats[i] for i in e["cat"][ev]], dtype=object),
             "thread": pd.Series([p.threads[i] for i in e["thread"][ev]], dtype=object),
-            "bytes": e["bytes"][ev], "frame": pd.array(e["frame"][ev].astype(np.int64), dtype="Int64")
-            .where(e["frame"][ev] >= 0, pd.NA)})
+            "bytes": e["bytes"][ev],
+            "frame": pd.Series(e["frame"][ev].astype(np.int64), dtype="Int64").mask(e["frame"][ev] < 0)})
 
     def selected(self, table: str = "gpu") -> pd.DataFrame:
         """Rows of ``rec.tables[table]`` among the selected events (``gpu``, ``exec``, ``processes``,
@@ -97,6 +97,37 @@ class InteractiveTimeline:
 
     def _repr_mimebundle_(self, **kw):
         return self.widget._repr_mimebundle_(**kw)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        load_bokehjs()
+        display(self.widget)
+
+
+_LOADED_FOR: set = set()
+
+
+def _client() -> str | None:
+    """The front end that asked for this output (its Jupyter session id: a reloaded page is a new one)."""
+    try:
+        from IPython import get_ipython
+        k = get_ipython().kernel
+        parent = k.get_parent("shell") if hasattr(k, "get_parent") else k._parent_header
+        return parent["header"]["session"]
+    except Exception:          # not in a kernel, or a kernel without that API: load every time
+        return None
+
+
+def load_bokehjs() -> None:
+    """Put BokehJS (inline: no network) into the notebook page, once per page: jupyter_bokeh's
+    widget draws with the page's BokehJS."""
+    client = _client()
+    if client is None or client not in _LOADED_FOR:
+        from bokeh.io import output_notebook
+        from bokeh.resources import INLINE
+        output_notebook(INLINE, hide_banner=True)
+        if client is not None:
+            _LOADED_FOR.add(client)
 
 
 def timeline(rec: "Recording", **kw) -> InteractiveTimeline:

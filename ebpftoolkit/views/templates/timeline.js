@@ -31,19 +31,41 @@ function decode() {
   const H = S.H = JSON.parse(store.data.hdr[0]);
   const bin = atob(store.data.blob[0]), n8 = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) n8[i] = bin.charCodeAt(i);
-  const stream = new Blob([n8]).stream().pipeThrough(new DecompressionStream("deflate"));
-  S.loading = new Response(stream).arrayBuffer().then(buf => {
-    const C = {};
-    const T = {u4: Uint32Array, i4: Int32Array, u2: Uint16Array, u1: Uint8Array, f8: Float64Array};
-    for (const c of H.layout) C[c.name] = new T[c.dtype](buf, c.offset, c.length / T[c.dtype].BYTES_PER_ELEMENT);
-    const n = H.n, start = new Float64Array(n), dur = new Float64Array(n), q = H.quantum_ns;
+  const inflate = c => new Response(new Blob([n8.subarray(c.zoffset, c.zoffset + c.zlength)]).stream()
+    .pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
+  S.loading = Promise.all(H.layout.map(inflate)).then(bufs => {
+    // columns as timeline_codec.encode wrote them: integers in byte planes, floats as they are
+    const R = {}, n = H.n;
+    H.layout.forEach((c, j) => {
+      const buf = bufs[j];
+      if (c.float) { R[c.name] = new Float64Array(buf); return; }
+      const u8 = new Uint8Array(buf), m = c.length / c.size;
+      const out = c.signed ? new Int32Array(m) : new Float64Array(m);
+      for (let p = 0, f = 1; p < c.size; p++, f *= 256) {
+        const o = p * m;
+        for (let i = 0; i < m; i++) out[i] += u8[o + i] * f;
+      }
+      if (c.signed && c.size === 4) for (let i = 0; i < m; i++) out[i] = out[i] | 0;
+      R[c.name] = out;
+    });
+    const C = {row: new Int32Array(n), cat: new Int32Array(n), name: new Int32Array(n), kind: new Uint8Array(n),
+               thread: new Int32Array(n), bytes: new Float64Array(n), frame: new Float64Array(n)};
+    const F = H.combo_fields, fi = {};
+    F.forEach((f, i) => fi[f] = i);
+    const start = new Float64Array(n), dur = new Float64Array(n), q = H.quantum_ns, steps = H.dur_steps;
     const srow = new Float64Array(n), last = new Float64Array(16).fill(-1);
-    let t = 0;
+    let t = 0, fr = -1;
     for (let i = 0; i < n; i++) {
-      t += C.dstart_lo[i] + C.dstart_hi[i] * 4294967296;
+      const co = H.combos[R.combo[i]];
+      C.row[i] = co[fi.row]; C.cat[i] = co[fi.cat]; C.name[i] = co[fi.name]; C.kind[i] = co[fi.kind];
+      C.thread[i] = co[fi.thread];
+      C.bytes[i] = "bytes" in fi ? (co[fi.bytes] === null ? NaN : co[fi.bytes]) : R.bytes[i];
+      C.frame[i] = fr += R.dframe[i];
+      t += R.dstart[i] + R.dstart_hi[i] * 4294967296;
       start[i] = t * q / 1e9;
-      srow[i] = last[C.kind[i]] += C.dsrc[i] + 1;
-      dur[i] = C.dur_hi[i] === 0xFFFFFFFF ? -1 : (C.dur_lo[i] + C.dur_hi[i] * 4294967296) / 1e9;
+      srow[i] = last[C.kind[i]] += R.dsrc[i] + 1;
+      if (H.log_dur) dur[i] = R.dcode[i] === 0 ? -1 : Math.round(Math.pow(2, (R.dcode[i] - 1) / steps) - 1) / 1e9;
+      else dur[i] = R.dur_hi[i] === 0xFFFFFFFF ? -1 : (R.dur_lo[i] + R.dur_hi[i] * 4294967296) / 1e9;
     }
     // long spans (process lifetimes, exec runs) are always drawn; the rest is searched by start
     const longIdx = [], shortIdx = [];
@@ -90,7 +112,8 @@ function geometry(i, px) {
 
 function describe(i) {
   const {C, start, dur} = S, H = S.H;
-  return {name: H.names[C.name[i]] || "", cat: H.cats[C.cat[i]] || "", t: start[i].toFixed(6) + " s",
+  const k = C.kind[i], name = (H.names[C.name[i]] || "") + (k === 4 && C.frame[i] >= 0 ? " " + C.frame[i] : "");
+  return {name, cat: H.cats[C.cat[i]] || "", t: start[i].toFixed(6) + " s",
           dur: fmtDur(dur[i] * 1e9), bytes: fmtBytes(C.bytes[i]), frame: C.frame[i] >= 0 ? String(C.frame[i]) : "",
           thread: H.threads[C.thread[i]] || "", kind: H.kinds[C.kind[i]], row: C.src[i]};
 }
@@ -101,8 +124,8 @@ function render() {
   const W = Math.max(fig.inner_width || fig.width || 800, 100), px = (b - a) / W;
   const r0 = Math.max(0, Math.floor(Math.min(yr.start, yr.end)) - 1);
   const r1 = Math.ceil(Math.max(yr.start, yr.end)) + 1;
-  const hits = [];
-  visible(a, b, r0, r1, i => hits.push(i));
+  const hits = [], kinds = {};
+  visible(a, b, r0, r1, i => { hits.push(i); const k = H.kinds[S.C.kind[i]]; kinds[k] = (kinds[k] || 0) + 1; });
   const out = {x0: [], x1: [], y0: [], y1: [], color: [], alpha: [], name: [], cat: [], t: [], dur: [], bytes: [],
                frame: [], thread: [], n: [], ev: []};
   const push = (g, color, alpha, d, n, ev) => {
@@ -146,7 +169,7 @@ function render() {
     }
   }
   src.data = out;
-  S.shown = {a, b, n: hits.length, aggregated, glyphs: out.x0.length, ms: performance.now() - t0, renders: (S.shown ? S.shown.renders : 0) + 1};
+  S.shown = {a, b, n: hits.length, kinds, aggregated, glyphs: out.x0.length, ms: performance.now() - t0, renders: (S.shown ? S.shown.renders : 0) + 1};
   say(readout, "-readout", `${hits.length} events in view (${a.toFixed(6)} s to ${b.toFixed(6)} s)` +
       (aggregated ? ": aggregated in time bins, zoom in for single calls" : ""));
 }
@@ -194,6 +217,7 @@ if (mode === "init") {
     const api = window.ebpftoolkitTimeline = window.ebpftoolkitTimeline || {};
     // for tests and scripts: the range, what is drawn, page coordinates of a point of the plot
     api[uid] = {zoom: zoomTo, range: () => [xr.start, xr.end], shown: () => S.shown, t0_ns: S.H.t0_ns,
+                view: () => Bokeh.index.get_one(fig),
                 pixel: (x, y) => {
                   const v = Bokeh.index.get_one(fig), r = v.el.getBoundingClientRect();
                   return [r.left + v.frame.x_scale.compute(x), r.top + v.frame.y_scale.compute(y)];
