@@ -47,6 +47,12 @@ QUICKSTART = [
     ("code", "assert sum(traced.lost.values()) == 0\n"
              "traced.tables[\"exec\"].query(\"retval == 0\")[[\"ts\", \"pid\", \"ppid\", \"comm\", \"argv\"]]"),
     ("code", "traced   # a Session shows itself as a summary table"),
+    ("md", "## The timeline, interactive\n\n`traced.timeline()` is drawn by the browser (Bokeh): mouse wheel zooms "
+           "in time, dragging pans, hovering shows a call, the box-select tool brushes a range and lists its events "
+           "under the plot. What you brushed or clicked comes back to Python as `tl.selection` (and "
+           "`tl.selected(\"exec\")`, the rows of a table)."),
+    ("code", "tl = traced.timeline()\ntl"),
+    ("code", "tl.selection   # empty until you brush a range or click a call above"),
 ]
 
 # -- 02: GPU API calls of real programs ------------------------------------------------------
