@@ -119,8 +119,14 @@ def summary_line(session, seconds: float | None = None) -> str:
     gpu = tables.get("gpu")
     top = slowest_calls(gpu, 1) if gpu is not None else None
     slow = "" if top is None or top.empty else \
-        f"; slowest call: {call_text(next(top.itertuples()), session.metadata.start or gpu['ts'].min())}"
+        f"; slowest call: {call_text(next(top.itertuples()), _first(session.metadata.start, gpu['ts'].min()))}"
     return f"{rows}{dur}{slow}; lost events: {total}{where}"
+
+
+def _first(start, first_call):
+    """Times are said from the session's start, or from its first call when one was made before the start
+    was taken (a call in flight when ``%ebpf attach`` attached)."""
+    return first_call if start is None or first_call < start else start
 
 
 def show_timeline(session):
