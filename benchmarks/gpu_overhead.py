@@ -203,9 +203,14 @@ def real_programs(display: str, repeat: int, api: str, run_once) -> dict:
     return out
 
 
-def glmark2_score(display: str, session=None) -> tuple[float, float]:
-    argv = ["glmark2", "--off-screen", "-b", "build:duration=3", "-b", "texture:duration=3",
-            "-b", "shading:duration=3", "-b", "bump:duration=3"]
+GLMARK2_SCENES = ("build:duration=3", "texture:duration=3", "shading:duration=3", "bump:duration=3")
+# the scenes that upload, map and read back (what return probes time): part 6
+GLMARK2_RETURN_SCENES = ("buffer:update-method=subdata:duration=3", "buffer:update-method=map:duration=3",
+                         "texture:duration=3")
+
+
+def glmark2_score(display: str, session=None, scenes=GLMARK2_SCENES) -> tuple[float, float]:
+    argv = ["glmark2", "--off-screen", *(a for sc in scenes for a in ("-b", sc))]
     run = session.run if session is not None else subprocess.run
     t = time.monotonic()
     out = run(argv, env=dict(ENV, DISPLAY=display), capture_output=True, timeout=120).stdout.decode()
@@ -347,23 +352,11 @@ def returns_table(title: str, r: dict, unit: str) -> None:
           f"{cost['defaults'] / max(cost['old defaults'], 1e-9):.2f}x")
 
 
-def glmark2_returns_score(display: str, session=None) -> tuple[float, float]:
-    argv = ["glmark2", "--off-screen", "-b", "buffer:update-method=subdata:duration=3",
-            "-b", "buffer:update-method=map:duration=3", "-b", "texture:duration=3"]
-    run = session.run if session is not None else subprocess.run
-    t = time.monotonic()
-    out = run(argv, env=dict(ENV, DISPLAY=display), capture_output=True, timeout=120).stdout.decode()
-    m = re.search(r"glmark2 Score: (\d+)", out)
-    if not m:
-        raise RuntimeError(f"glmark2 printed no score: {out[-300:]!r}")
-    return float(m.group(1)), time.monotonic() - t
-
-
 def returns_part(repeat: int, frames: int) -> None:
     egl = returns_compared(repeat, lambda s: (gl_egl_fps(frames, s), None))
     xvfb, display = start_xvfb()
     try:
-        glmark = returns_compared(repeat, lambda s: glmark2_returns_score(display, s))
+        glmark = returns_compared(repeat, lambda s: glmark2_score(display, s, GLMARK2_RETURN_SCENES))
     finally:
         xvfb.terminate()
         xvfb.wait()
