@@ -96,15 +96,15 @@ def build_timeline(rec: "Recording", *, width: int = 1100, divs: bool = True, pa
     store = ColumnDataSource({"hdr": [header_json(p)], "blob": [p.blob]}, name=f"{uid}-store")
     args = dict(src=src, sel=sel, store=store, fig=fig, xr=xr, yr=yr, info=info,
                 readout=readout, uid=uid)
-    code = _js()
-    cb = lambda mode: CustomJS(args=dict(args, mode=mode), code=code)   # noqa: E731
-    fig.js_on_event(RangesUpdate, cb("range"))
+    # one callback for every event: the page holds its code once; it tells the events apart itself
+    cb = CustomJS(args=args, code=_js())
+    fig.js_on_event(RangesUpdate, cb)
     for rng in (xr, yr):              # zooms from code (Python, links in the page): redrawn too
-        rng.js_on_change("start", cb("range"))
-        rng.js_on_change("end", cb("range"))
-    fig.js_on_event(SelectionGeometry, cb("brush"))
-    fig.js_on_event(MouseMove, cb("move"))
-    src.selected.js_on_change("indices", cb("tap"))
+        rng.js_on_change("start", cb)
+        rng.js_on_change("end", cb)
+    fig.js_on_event(SelectionGeometry, cb)
+    fig.js_on_event(MouseMove, cb)
+    src.selected.js_on_change("indices", cb)
     parts = [fig]
     parts += _counter_tracks(p, xr, width, cursor)
     if divs:
@@ -115,9 +115,9 @@ def build_timeline(rec: "Recording", *, width: int = 1100, divs: bool = True, pa
     from bokeh.document import Document
     doc = Document()
     doc.add_root(layout)
-    doc.js_on_event(DocumentReady, cb("init"))
-    fig.js_on_change("inner_width", cb("init"))
-    fig.js_on_event("reset", cb("range"))
+    doc.js_on_event(DocumentReady, cb)
+    fig.js_on_change("inner_width", cb)
+    fig.js_on_event("reset", cb)
     return TimelineParts(layout, sel, p, uid, xr)
 
 

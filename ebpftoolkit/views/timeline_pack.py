@@ -24,11 +24,13 @@ from .timeline_codec import decode, encode
 if TYPE_CHECKING:
     from ..recording import Recording
 
-__all__ = ["TimelinePack", "pack_timeline", "KINDS"]
+__all__ = ["TimelinePack", "pack_timeline", "KINDS", "TABLES"]
 
 # kind codes shared with templates/timeline.js; "row" of each event is its row in that kind's table
 KINDS = ("process", "exec", "call", "syscall", "frame", "sample", "loss")
 _K = {k: i for i, k in enumerate(KINDS)}
+# the recording's table each kind's source rows index (frames are analysis.gpu.frames rows)
+TABLES = {"process": "processes", "exec": "exec", "call": "gpu", "syscall": "syscalls", "sample": "pmu_samples"}
 _FIXED = {"process": "#cfd8dc", "exec": "#2e7d32", "exec failed": "#c62828", "frame span": "#455a64",
           "sample": "#6d4c41", "syscall": CATEGORY_COLORS.get("syscall", "#bcbd22")}
 
@@ -49,7 +51,6 @@ class TimelinePack:
     coding: dict              # how the columns are coded (timeline_codec.encode's header fields)
     counters: dict            # PMU counter tracks: event -> {"t": [s], "v": [value per interval]}
     loss: list[dict]          # lost-event windows: start, end (s), probe, lost
-    tables: dict              # kind -> table name the events' rows index
     notes: list[str]
 
     def header(self) -> dict:
@@ -77,10 +78,16 @@ class _Builder:
     def code(self, table: dict, key) -> int:
         return table.setdefault(key, len(table))
 
+    def header(self, pid: int) -> int:
+        """The row of a process itself (lifetime, execs, frames), named after its main thread."""
+        return self.row(pid, None, "process", _txt(f"{pid} {self.m.process_names.get(pid) or ''}").strip())
+
+    def headers(self, pids) -> np.ndarray:
+        return np.array([self.header(int(p)) for p in pids], np.int32)
+
     def row(self, pid: int, tid, what: str, label: str) -> int:
-        if what != "process" and (pid, None, "process") not in self.row_of:    # every process gets its header
-            name = self.m.process_names.get(pid) or ""
-            self.row(pid, None, "process", _txt(f"{pid} {name}").strip())
+        if what != "process":               # every process gets its header, before its other rows
+            self.header(pid)
         key = (pid, tid, what)
         if key not in self.row_of:
             self.row_of[key] = len(self.rows)
@@ -105,14 +112,8 @@ def pack_timeline(rec: "Recording", model: TraceModel | None = None) -> Timeline
     """Rows, events and counter tracks of ``rec`` for the interactive timeline."""
     m = model or TraceModel.from_recording(rec)
     b, t0 = _Builder(m), m.t0_ns
-    pname = {int(p): c for p, c in zip(m.lanes["pid"], m.lanes["comm"])}
-    for p in m.lanes["pid"]:
-        b.row(int(p), None, "process", _txt(f"{p} {pname.get(int(p)) or ''}").strip())
+    b.headers(m.lanes["pid"])           # the lanes' order first
     gpu, sc, smp = (rec.tables.get(k) for k in ("gpu", "syscalls", "pmu_samples"))
-
-    def header(pids):
-        return np.array([b.row(int(p), None, "process", _txt(f"{p} {pname.get(int(p)) or ''}").strip())
-                         for p in pids], np.int32)
 
     def codes(table, values):
         return np.array([b.code(table, _txt(v)) for v in values], np.int32)
@@ -124,13 +125,13 @@ def pack_timeline(rec: "Recording", model: TraceModel | None = None) -> Timeline
         end = np.where(ok, s["end_ns"].to_numpy(np.int64), m.end_ns)
         start = s["start_ns"].to_numpy(np.int64)
         start = np.where(start == NAT, t0, start)
-        b.add(kind, start - t0, np.maximum(end - start, 0), header(s["pid"]),
+        b.add(kind, start - t0, np.maximum(end - start, 0), b.headers(s["pid"]),
               np.full(len(s), b.code(b.cats, "process" if kind == "process" else "exec run")),
               codes(b.names, s["name"]), s["pid"], s["tid"], s["row"])
     x = it[it["kind"] == "exec"]
     if len(x):
         failed = x["name"].str.startswith("exec failed").to_numpy(bool)
-        b.add("exec", x["ts_ns"].to_numpy(np.int64) - t0, None, header(x["pid"]),
+        b.add("exec", x["ts_ns"].to_numpy(np.int64) - t0, None, b.headers(x["pid"]),
               np.where(failed, b.code(b.cats, "exec failed"), b.code(b.cats, "exec")),
               codes(b.names, x["name"]), x["pid"], x["tid"], x["row"])
     if gpu is not None and len(gpu):
@@ -157,9 +158,8 @@ def _gpu(b: _Builder, rec, gpu: pd.DataFrame, t0: int) -> None:
     pid, tid = gpu["pid"].to_numpy(np.int64), gpu["tid"].to_numpy(np.int64)
     cat = [_txt(c) for c in gpu["category"]]
     rows = np.array([b.row(int(p), int(t), c, f"tid {t}: {c}") for p, t, c in zip(pid, tid, cat)], np.int32)
-    label = gpu["label"] if "label" in gpu else None
-    names = [(_txt(lb) or _txt(c)) if label is not None else _txt(c)
-             for c, lb in zip(gpu["call"], label if label is not None else gpu["call"])]
+    labels = gpu["label"] if "label" in gpu else [None] * len(gpu)      # a marker's label names it
+    names = [_txt(lb) or _txt(c) for c, lb in zip(gpu["call"], labels)]
     b.add("call", ts - t0, np.where(np.isnan(dur), -1, np.nan_to_num(dur)).astype(np.int64), rows,
           np.array([b.code(b.cats, c) for c in cat], np.int32), np.array([b.code(b.names, n) for n in names]),
           pid, tid, np.arange(len(gpu)), gpu["bytes"].astype("Float64").to_numpy(float, na_value=np.nan),
@@ -169,7 +169,7 @@ def _gpu(b: _Builder, rec, gpu: pd.DataFrame, t0: int) -> None:
     if len(f):
         end, ft = to_ns(f["end"]), pd.to_timedelta(f["frame_time"]).to_numpy("timedelta64[ns]").view(np.int64)
         fp = f["pid"].to_numpy(np.int64)
-        rows = np.array([b.row(int(p), None, "process", "") for p in fp], np.int32)
+        rows = b.headers(fp)
         b.add("frame", end - ft - t0, ft, rows, np.full(len(f), b.code(b.cats, "frame span")),
               np.full(len(f), b.code(b.names, "frame"), np.int32), fp, fp,
               np.arange(len(f)), None, f["frame"].to_numpy(np.int64))
@@ -227,9 +227,7 @@ def _finish(b: _Builder, rec, m: TraceModel) -> TimelinePack:
     return TimelinePack(m.t0_ns, max(int(m.end_ns - m.t0_ns), 1), b.rows, cats,
                         [_FIXED.get(c) or category_color(c) for c in cats],
                         [n for n, _ in sorted(b.names.items(), key=lambda kv: kv[1])], threads, len(order), blob,
-                        quantum, layout, coding, counters, loss,
-                        {"process": "processes", "exec": "exec", "call": "gpu", "syscall": "syscalls",
-                         "frame": "frames", "sample": "pmu_samples"}, notes)
+                        quantum, layout, coding, counters, loss, notes)
 
 
 def unpack(pack: TimelinePack) -> dict[str, np.ndarray]:

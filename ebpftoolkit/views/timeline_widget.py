@@ -18,14 +18,13 @@ import numpy as np
 import pandas as pd
 
 from .timeline_html import build_timeline
-from .timeline_pack import KINDS, unpack
+from .timeline_pack import KINDS, TABLES, unpack
 
 if TYPE_CHECKING:
     from ..recording import Recording
 
 __all__ = ["InteractiveTimeline", "timeline"]
 
-_TABLE = {"process": "processes", "exec": "exec", "call": "gpu", "syscall": "syscalls", "sample": "pmu_samples"}
 
 
 class InteractiveTimeline:
@@ -85,13 +84,13 @@ class InteractiveTimeline:
     def selected(self, table: str = "gpu") -> pd.DataFrame:
         """Rows of ``rec.tables[table]`` among the selected events (``gpu``, ``exec``, ``processes``,
         ``syscalls``, ``pmu_samples``)."""
-        if table not in _TABLE.values():
-            raise ValueError(f"unknown table {table!r}: one of {', '.join(sorted(_TABLE.values()))}")
+        if table not in TABLES.values():
+            raise ValueError(f"unknown table {table!r}: one of {', '.join(sorted(TABLES.values()))}")
         df = self.recording.tables.get(table)
         sel = self.selection
         if df is None or sel.empty:
             return (df.iloc[:0] if df is not None else pd.DataFrame())
-        kind = {v: k for k, v in _TABLE.items()}[table]
+        kind = {v: k for k, v in TABLES.items()}[table]
         rows = sel.loc[sel["kind"] == kind, "row"].to_numpy(np.int64)
         return df.iloc[np.unique(rows[(rows >= 0) & (rows < len(df))])]
 

@@ -1,10 +1,22 @@
 // ebpftoolkit interactive timeline: level of detail, hover data, brush and tap on top of Bokeh.
-// Runs as the body of a Bokeh CustomJS.  args: mode ("init" | "range" | "brush" | "tap" | "move"),
-// src (the drawn glyphs), sel (selection sent back to Python), store (a source holding hdr, the JSON
+// Runs as the body of the one Bokeh CustomJS of a timeline, on every event it is attached to (mode(): which).
+// args: src (the drawn glyphs), sel (selection sent back to Python), store (a source holding hdr, the JSON
 // header, and blob, base64 of the zlib-compressed columns), fig, xr, yr, info / readout (Bokeh Divs, or null: DOM ids uid+"-info" and
 // uid+"-readout"), uid.  State lives on src (src._ebt) and is shared by every callback.
+const mode = which();
 const LIMIT = 8000;          // exact glyphs drawn at most; above, visible events are aggregated in time bins
 const S = src._ebt || (src._ebt = {ready: false, loading: null, queued: false});
+
+function which() {
+  const ev = cb_obj && cb_obj.event_name;
+  if (ev === "rangesupdate" || ev === "reset") return "range";
+  if (ev === "selectiongeometry") return "brush";
+  if (ev === "mousemove") return "move";
+  if (ev === "document_ready") return "init";
+  if (cb_obj === src.selected) return "tap";
+  if (cb_obj === fig) return "init";          // its first layout (inner_width set)
+  return "range";                             // the x or y range set from code
+}
 
 function say(el, id, html) {
   if (el) { el.text = html; return; }
